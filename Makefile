@@ -1,0 +1,35 @@
+# The front door: `make run` (the whole system on embedded defaults) and `make test`.
+# Both install into .venv first; they need only Python 3.11+, make and the package registries.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run servers test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The whole system in the foreground: servers, worker, ingress, demo data. Ctrl-C stops it.
+run: install
+	$(PY) -m stack run
+
+## Just PostgreSQL, the Temporal dev server and the SMTP sink.
+servers: install
+	$(PY) -m stack servers
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m mypy renewals activities workflows ingress stack worker.py starter.py
+
+test: install lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,102 @@
+"""Every email: Italian templates rendered and sent over SMTP, each logged under its key first so
+a retried activity never sends the same logical email twice, with a stable Message-ID."""
+
+import hashlib
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from string import Template
+
+import aiosmtplib
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.store import Store
+from renewals import errors
+from renewals.dates import ROME
+from renewals.models import EmailSent, SendEmail
+from renewals.payments import instructions
+from renewals.pricing import euro
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+MESSAGE_ID_DOMAIN = "renewals.localhost"
+
+
+def italian_date(value: date | datetime | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        value = value.astimezone(ROME).date()
+    return value.strftime("%d/%m/%Y")
+
+
+def message_id(key: str) -> str:
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{MESSAGE_ID_DOMAIN}>"
+
+
+def render(request: SendEmail) -> tuple[str, str]:
+    """(subject, body) of the request's template; the first line of a template is its subject."""
+    how = request.instructions or instructions(request.order_number or "", request.total_cents or 0)
+    refund = request.refund_cents or 0
+    values = {
+        "to_name": request.to_name,
+        "username": request.username,
+        "order_number": request.order_number or "",
+        "total": euro(request.total_cents),
+        "paid": euro(request.paid_cents),
+        "balance": euro(request.balance_cents),
+        "due_by": italian_date(request.due_by),
+        "new_expires_on": italian_date(request.new_expires_on),
+        "reason": request.reason or "",
+        "refund_note": f"Hai pagato {euro(refund)} in più: ti saranno rimborsati." if refund else "",
+        "bank_beneficiary": how.bank_transfer.beneficiary,
+        "iban": how.bank_transfer.iban,
+        "postal_account": how.postal_slip.account,
+        "postal_beneficiary": how.postal_slip.beneficiary,
+        "payment_reason": how.bank_transfer.reason,
+    }
+    subject, _, body = (TEMPLATES / f"{request.template}.txt").read_text().partition("\n")
+    return Template(subject).substitute(values), Template(body).substitute(values)
+
+
+class Mailer:
+    """SMTP delivery with the email log in PostgreSQL; built once in worker.py."""
+
+    def __init__(self, store: Store, host: str, port: int, sender: str) -> None:
+        self.store = store
+        self.host = host
+        self.port = port
+        self.sender = sender
+
+    @activity.defn
+    async def send_email(self, request: SendEmail) -> EmailSent:
+        subject, body = render(request)
+        mid = message_id(request.key)
+        status = await self.store.claim_email(
+            request.key, request.template, request.to_email, subject, mid,
+            request.username, request.order_number,
+        )
+        if status == "sent":
+            return EmailSent(message_id=mid, already_sent=True)
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = formataddr((request.to_name, request.to_email))
+        message["Subject"] = subject
+        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Message-ID"] = mid
+        message["X-Renewals-Key"] = request.key
+        message.set_content(body)
+        try:
+            await aiosmtplib.send(message, hostname=self.host, port=self.port, timeout=30)
+        except aiosmtplib.SMTPResponseException as error:
+            if 500 <= error.code < 600:
+                # A permanent refusal will not heal by retrying: ops must look at it.
+                raise ApplicationError(
+                    f"SMTP server refused the email {request.key}: {error.code} {error.message}",
+                    type=errors.MAIL_REJECTED,
+                    non_retryable=True,
+                ) from error
+            raise
+        await self.store.mark_email_sent(request.key, datetime.now(UTC))
+        return EmailSent(message_id=mid, already_sent=False)

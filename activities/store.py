@@ -1,0 +1,427 @@
+"""Every PostgreSQL touch: migrations, the service import, the payments ledger and the renewal
+activities (load, discount lookup, order, payment settlement, activation, closing).
+
+Idempotency lives in the data: unique keys and `ON CONFLICT`, and state checks under a row lock
+inside one transaction, never an `if` that races.
+"""
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from renewals import errors
+from renewals.dates import add_years, rome_today
+from renewals.models import (
+    Activate,
+    Activation,
+    AddonQuantity,
+    ChangeDueBy,
+    CloseOrder,
+    CreatedOrder,
+    CreateOrder,
+    DiscountCode,
+    DiscountLookup,
+    FindDiscountCode,
+    LoadService,
+    PaymentEntry,
+    PriceList,
+    Product,
+    RenewalContext,
+    ServiceRecord,
+    SettlePayment,
+)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply the `NNN_name.sql` files not yet applied, each in its own transaction, in order.
+
+    Returns the versions applied now (none on a second run). An advisory lock keeps two
+    processes starting together from applying the same file twice.
+    """
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    applied_now = []
+    for path in sorted(directory.glob("[0-9][0-9][0-9]_*.sql")):
+        version = path.stem
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(727001)")
+            done = await conn.fetchval(
+                "SELECT 1 FROM schema_migrations WHERE version = $1", version
+            )
+            if done:
+                continue
+            await conn.execute(path.read_text())
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied_now.append(version)
+    return applied_now
+
+
+async def _audit(
+    conn: asyncpg.Connection, username: str, order_number: str | None, event: str, **detail: Any
+) -> None:
+    await conn.execute(
+        "INSERT INTO renewal_events (username, order_number, event, detail) VALUES ($1, $2, $3, $4)",
+        username,
+        order_number,
+        event,
+        json.dumps(detail, default=str),
+    )
+
+
+class Store:
+    """The PostgreSQL store, holding one asyncpg pool built at start and passed in."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, database_url: str, *, max_size: int = 10) -> "Store":
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # ------------------------------------------------------------ services
+
+    async def upsert_services(self, records: Sequence[ServiceRecord]) -> dict[str, int]:
+        """Insert or update by username, all in one transaction; returns counts."""
+        counts = {"inserted": 0, "updated": 0}
+        async with self.pool.acquire() as conn, conn.transaction():
+            for record in records:
+                inserted = await conn.fetchval(
+                    """
+                    INSERT INTO services (username, holder_name, holder_email, promotional,
+                        purchased_on, expires_on, auto_renew, auto_renew_years,
+                        storage_quota_mb, storage_used_mb, included_users)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    ON CONFLICT (username) DO UPDATE SET
+                        holder_name = EXCLUDED.holder_name, holder_email = EXCLUDED.holder_email,
+                        promotional = EXCLUDED.promotional, purchased_on = EXCLUDED.purchased_on,
+                        expires_on = EXCLUDED.expires_on, auto_renew = EXCLUDED.auto_renew,
+                        auto_renew_years = EXCLUDED.auto_renew_years,
+                        storage_quota_mb = EXCLUDED.storage_quota_mb,
+                        storage_used_mb = EXCLUDED.storage_used_mb,
+                        included_users = EXCLUDED.included_users, updated_at = now()
+                    RETURNING (xmax = 0)
+                    """,
+                    record.username, record.holder_name, record.holder_email, record.promotional,
+                    record.purchased_on, record.expires_on, record.auto_renew,
+                    record.auto_renew_years, record.storage_quota_mb, record.storage_used_mb,
+                    record.included_users,
+                )
+                counts["inserted" if inserted else "updated"] += 1
+                await conn.execute("DELETE FROM service_addons WHERE username = $1", record.username)
+                await conn.executemany(
+                    "INSERT INTO service_addons (username, addon, quantity) VALUES ($1, $2, $3)",
+                    [(record.username, line.addon, line.quantity) for line in record.addons],
+                )
+                await _audit(
+                    conn, record.username, None, "service_imported",
+                    expires_on=record.expires_on, inserted=bool(inserted),
+                )
+        return counts
+
+    async def get_service(self, username: str) -> ServiceRecord | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM services WHERE username = $1", username)
+            if row is None:
+                return None
+            addons = await conn.fetch(
+                "SELECT addon, quantity FROM service_addons WHERE username = $1 ORDER BY addon",
+                username,
+            )
+        fields = {name: row[name] for name in ServiceRecord.model_fields if name != "addons"}
+        return ServiceRecord(
+            **fields, addons=[AddonQuantity(addon=a["addon"], quantity=a["quantity"]) for a in addons]
+        )
+
+    async def price_list(self) -> PriceList:
+        rows = await self.pool.fetch("SELECT * FROM products")
+        return PriceList(products={row["product"]: Product(**dict(row)) for row in rows})
+
+    # ------------------------------------------------------------ payments ledger (ingress side)
+
+    async def receive_payment(self, entry: PaymentEntry) -> str | None:
+        """Write a payment to the ledger before anything else hears of it.
+
+        Returns None when it is new (or was received but never settled, so it must be delivered
+        again), else the status it was settled with: the caller answers `duplicate`.
+        """
+        async with self.pool.acquire() as conn:
+            inserted = await conn.fetchval(
+                """
+                INSERT INTO payments (transaction_id, order_number, amount_cents, currency, method,
+                                      registered_at, by_hand)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (transaction_id) DO NOTHING
+                RETURNING 1
+                """,
+                entry.transaction_id, entry.order_number, entry.amount_cents, entry.currency,
+                entry.method, entry.registered_at, entry.by_hand,
+            )
+            if inserted:
+                return None
+            status: str = await conn.fetchval(
+                "SELECT status FROM payments WHERE transaction_id = $1", entry.transaction_id
+            )
+            return None if status == "received" else status
+
+    async def mark_unmatched(self, transaction_id: str, note: str) -> None:
+        """Keep a payment nobody can take (unknown or closed order, P5/P10) for ops."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            order_number = await conn.fetchval(
+                """
+                UPDATE payments SET status = 'unmatched', note = $2, settled_at = now()
+                WHERE transaction_id = $1 AND status = 'received'
+                RETURNING order_number
+                """,
+                transaction_id, note,
+            )
+            if order_number is not None:
+                username = await conn.fetchval(
+                    "SELECT username FROM orders WHERE order_number = $1", order_number
+                )
+                await _audit(
+                    conn, username or "", order_number, "payment_unmatched",
+                    transaction_id=transaction_id, note=note,
+                )
+
+    async def order_username(self, order_number: str) -> str | None:
+        return await self.pool.fetchval(
+            "SELECT username FROM orders WHERE order_number = $1", order_number
+        )
+
+    async def order_balance(self, order_number: str) -> tuple[int, int]:
+        """(total, paid so far) of an order, from the ledger; (0, 0) for an unknown order."""
+        row = await self.pool.fetchrow(
+            """
+            SELECT o.total_cents,
+                   coalesce((SELECT sum(p.amount_cents) FROM payments p
+                             WHERE p.order_number = o.order_number
+                               AND p.status IN ('applied', 'partial', 'overpaid')), 0) AS paid
+            FROM orders o WHERE o.order_number = $1
+            """,
+            order_number,
+        )
+        return (int(row["total_cents"]), int(row["paid"])) if row else (0, 0)
+
+    # ------------------------------------------------------------ activities
+
+    @activity.defn
+    async def load_service(self, request: LoadService) -> RenewalContext:
+        service = await self.get_service(request.username)
+        if service is None:
+            raise ApplicationError(
+                f"no service with username {request.username!r}",
+                type=errors.UNKNOWN_SERVICE,
+                non_retryable=True,
+            )
+        return RenewalContext(service=service, prices=await self.price_list())
+
+    @activity.defn
+    async def find_discount_code(self, request: FindDiscountCode) -> DiscountLookup:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM discount_codes WHERE upper(code) = upper($1)", request.code
+        )
+        return DiscountLookup(found=DiscountCode(**dict(row)) if row else None)
+
+    @activity.defn
+    async def create_order(self, request: CreateOrder) -> CreatedOrder:
+        """One order per workflow run (unique run_id): a retry returns the order already made."""
+        year = rome_today(request.ordered_at).year
+        async with self.pool.acquire() as conn, conn.transaction():
+            order_number = await conn.fetchval(
+                """
+                INSERT INTO orders (order_number, workflow_id, run_id, username, mode, years,
+                    payment_method, discount_code, net_cents, discount_cents, vat_cents,
+                    total_cents, previous_expires_on, due_by, created_at)
+                VALUES ('FE-' || $1::text || '-' || lpad(nextval('order_number_seq')::text, 6, '0'),
+                        $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                ON CONFLICT (run_id) DO NOTHING
+                RETURNING order_number
+                """,
+                str(year), request.workflow_id, request.run_id, request.username, request.mode,
+                request.years, request.payment_method, request.discount_code,
+                request.quote.net_cents, request.quote.discount_cents, request.quote.vat_cents,
+                request.quote.total_cents, request.previous_expires_on, request.due_by,
+                request.ordered_at,
+            )
+            if order_number is None:
+                existing: str = await conn.fetchval(
+                    "SELECT order_number FROM orders WHERE run_id = $1", request.run_id
+                )
+                return CreatedOrder(order_number=existing)
+            await conn.executemany(
+                """
+                INSERT INTO order_lines (order_number, line_no, product, label, quantity, years,
+                                         unit_price_cents, net_cents)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                """,
+                [
+                    (order_number, number, line.product, line.label, line.quantity, line.years,
+                     line.unit_price_cents, line.net_cents)
+                    for number, line in enumerate(request.lines, start=1)
+                ],
+            )
+            await _audit(
+                conn, request.username, order_number, "order_created",
+                total_cents=request.quote.total_cents, years=request.years,
+                payment_method=request.payment_method, due_by=request.due_by,
+            )
+        return CreatedOrder(order_number=order_number)
+
+    @activity.defn
+    async def settle_payment(self, request: SettlePayment) -> None:
+        """Record what P5 decided for a payment; the same settlement twice changes nothing."""
+        entry, outcome = request.entry, request.outcome
+        async with self.pool.acquire() as conn, conn.transaction():
+            settled = await conn.fetchval(
+                """
+                INSERT INTO payments (transaction_id, order_number, amount_cents, currency, method,
+                    registered_at, by_hand, status, refund_cents, settled_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+                ON CONFLICT (transaction_id) DO UPDATE
+                    SET status = EXCLUDED.status, refund_cents = EXCLUDED.refund_cents,
+                        settled_at = now()
+                    WHERE payments.status = 'received'
+                RETURNING 1
+                """,
+                entry.transaction_id, entry.order_number, entry.amount_cents, entry.currency,
+                entry.method, entry.registered_at, entry.by_hand, outcome.status,
+                outcome.refund_cents,
+            )
+            if settled:
+                username = await conn.fetchval(
+                    "SELECT username FROM orders WHERE order_number = $1", entry.order_number
+                )
+                await _audit(
+                    conn, username, entry.order_number, "payment_" + outcome.status,
+                    transaction_id=entry.transaction_id, amount_cents=entry.amount_cents,
+                    paid_cents=outcome.paid_cents, refund_cents=outcome.refund_cents,
+                    by_hand=entry.by_hand,
+                )
+
+    @activity.defn
+    async def activate(self, request: Activate) -> Activation:
+        """R7 and P1 in one transaction: extend the expiry from the old one, renew the add-ons,
+        set the auto-renew term (R5), mark the order paid. Idempotent per order."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            order = await conn.fetchrow(
+                "SELECT status, previous_expires_on, new_expires_on FROM orders"
+                " WHERE order_number = $1 FOR UPDATE",
+                request.order_number,
+            )
+            if order is None:
+                raise ApplicationError(
+                    f"order {request.order_number} does not exist",
+                    type=errors.ORDER_CLOSED, non_retryable=True,
+                )
+            if order["status"] == "paid":
+                return Activation(
+                    previous_expires_on=order["previous_expires_on"],
+                    new_expires_on=order["new_expires_on"],
+                )
+            if order["status"] != "awaiting_payment":
+                raise ApplicationError(
+                    f"order {request.order_number} is {order['status']} and cannot be activated",
+                    type=errors.ORDER_CLOSED, non_retryable=True,
+                )
+            previous = await conn.fetchval(
+                "SELECT expires_on FROM services WHERE username = $1 FOR UPDATE", request.username
+            )
+            new = add_years(previous, request.years)
+            await conn.execute(
+                "UPDATE services SET expires_on = $2, auto_renew_years = $3, updated_at = now()"
+                " WHERE username = $1",
+                request.username, new, request.years,
+            )
+            await conn.executemany(
+                """
+                INSERT INTO service_addons (username, addon, quantity) VALUES ($1, $2, $3)
+                ON CONFLICT (username, addon)
+                    DO UPDATE SET quantity = service_addons.quantity + EXCLUDED.quantity
+                """,
+                [(request.username, line.addon, line.quantity) for line in request.cart_addons],
+            )
+            await conn.execute(
+                "UPDATE orders SET status = 'paid', paid_at = $2, previous_expires_on = $3,"
+                " new_expires_on = $4 WHERE order_number = $1",
+                request.order_number, request.paid_at, previous, new,
+            )
+            await _audit(
+                conn, request.username, request.order_number, "activated",
+                previous_expires_on=previous, new_expires_on=new, years=request.years,
+            )
+        return Activation(previous_expires_on=previous, new_expires_on=new)
+
+    @activity.defn
+    async def close_order(self, request: CloseOrder) -> None:
+        """Lapse (P3) or cancel an unpaid order; closing a closed order changes nothing."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            username = await conn.fetchval(
+                """
+                UPDATE orders SET status = $2, close_reason = $3, closed_at = $4
+                WHERE order_number = $1 AND status = 'awaiting_payment'
+                RETURNING username
+                """,
+                request.order_number, request.status, request.reason, request.closed_at,
+            )
+            if username is not None:
+                await _audit(
+                    conn, username, request.order_number, "order_" + request.status,
+                    reason=request.reason,
+                )
+
+    @activity.defn
+    async def change_due_by(self, request: ChangeDueBy) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            username = await conn.fetchval(
+                """
+                UPDATE orders SET due_by = $2
+                WHERE order_number = $1 AND status = 'awaiting_payment' AND due_by <> $2
+                RETURNING username
+                """,
+                request.order_number, request.due_by,
+            )
+            if username is not None:
+                await _audit(
+                    conn, username, request.order_number, "due_by_changed",
+                    due_by=request.due_by, reason=request.reason,
+                )
+
+    # ------------------------------------------------------------ email log (used by mail.py)
+
+    async def claim_email(
+        self, key: str, template: str, recipient: str, subject: str, message_id: str,
+        username: str, order_number: str | None,
+    ) -> str:
+        """Log a logical email before sending it; returns its status ('sending' or 'sent')."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                """
+                INSERT INTO email_log (key, template, recipient, subject, message_id, username,
+                                       order_number)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (key) DO NOTHING
+                """,
+                key, template, recipient, subject, message_id, username, order_number,
+            )
+            status: str = await conn.fetchval("SELECT status FROM email_log WHERE key = $1", key)
+            return status
+
+    async def mark_email_sent(self, key: str, sent_at: datetime) -> None:
+        await self.pool.execute(
+            "UPDATE email_log SET status = 'sent', sent_at = $2 WHERE key = $1 AND status = 'sending'",
+            key, sent_at,
+        )

@@ -1,0 +1,12 @@
+"""Renewals' domain: models, configuration and the pure rules (R1–R7, P1–P10 of DESIGN.md).
+
+Nothing here does I/O or reads a clock: workflows and activities hand in what they know.
+"""
+
+TASK_QUEUE = "renewals"
+WORKFLOW_TYPE = "RenewalWorkflow"
+
+
+def workflow_id(username: str) -> str:
+    """P8: one renewal in flight per service, so the workflow id is the username's."""
+    return f"renewal-{username}"

@@ -1,0 +1,96 @@
+"""The cart (R3): what it holds, how it changes, and the view the panel shows."""
+
+from datetime import date
+
+from renewals.dates import add_years
+from renewals.models import (
+    ADDONS,
+    AddonName,
+    AddonQuantity,
+    CartView,
+    DiscountCode,
+    DiscountView,
+    Mode,
+    Model,
+    OrderLine,
+    OrderView,
+    PriceList,
+    Quote,
+    ServiceRecord,
+    Stage,
+)
+from renewals.pricing import order_lines, quote
+from renewals.storage import storage_alert
+from renewals.terms import allowed_years
+
+
+class Cart(Model):
+    """A renewal's cart: the service as loaded, its price list, what was added, the code applied."""
+
+    mode: Mode
+    service: ServiceRecord
+    prices: PriceList
+    added: list[AddonQuantity] = []
+    discount: DiscountCode | None = None
+
+    def with_addon(self, addon: AddonName, quantity: int) -> "Cart":
+        added = {line.addon: line.quantity for line in self.added}
+        added[addon] = added.get(addon, 0) + quantity
+        return self.model_copy(update={"added": _lines(added)})
+
+    def without_addon(self, addon: AddonName) -> "Cart":
+        return self.model_copy(
+            update={"added": [line for line in self.added if line.addon != addon]}
+        )
+
+    def has_in_cart(self, addon: AddonName) -> bool:
+        return any(line.addon == addon for line in self.added)
+
+    def lines(self, years: int) -> list[OrderLine]:
+        return order_lines(self.prices, self.service.addons, self.added, years)
+
+    def quote(self, years: int) -> Quote:
+        return quote(self.lines(years), self.discount)
+
+    def renewed_until(self, years: int) -> date:
+        """P1: the new expiry counts from the old one, for renew and reactivate alike."""
+        return add_years(self.service.expires_on, years)
+
+    def view(self, stage: Stage, today: date, order: OrderView | None = None) -> CartView:
+        pack_mb = self.prices.get("extra_storage").unit_mb or 1024
+        alert = storage_alert(self.service, today, self.renewed_until(1), pack_mb)
+        owned = {line.addon for line in self.service.addons} | {line.addon for line in self.added}
+        available = [
+            AddonQuantity(
+                addon=addon,
+                quantity=alert.suggested_packs
+                if addon == "extra_storage" and alert and alert.suggested_packs
+                else 1,
+            )
+            for addon in ADDONS
+            if addon not in owned
+        ]
+        return CartView(
+            stage=stage,
+            mode=self.mode,
+            username=self.service.username,
+            expires_on=self.service.expires_on,
+            active_addons=list(self.service.addons),
+            cart_addons=list(self.added),
+            available_addons=available,
+            discount=DiscountView(
+                code=self.discount.code,
+                percent_off=self.discount.percent_off,
+                product=self.discount.product,
+            )
+            if self.discount
+            else None,
+            allowed_years=allowed_years(self.service.promotional),
+            storage_alert=alert,
+            quote=self.quote(1),
+            order=order,
+        )
+
+
+def _lines(quantities: dict[AddonName, int]) -> list[AddonQuantity]:
+    return [AddonQuantity(addon=name, quantity=quantities[name]) for name in ADDONS if name in quantities]

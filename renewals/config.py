@@ -1,0 +1,84 @@
+"""The one settings class: every value comes from the environment, with local dev-only defaults.
+
+The defaults run the embedded stack on loopback (`make run`); the secrets are documented
+development values and must be replaced anywhere else.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from renewals import TASK_QUEUE
+from renewals.durations import parse_duration, parse_durations
+from renewals.models import Policy
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+def _durations(value: Any) -> Any:
+    return parse_durations(value) if isinstance(value, str) else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# NoDecode: the list is our comma syntax (`3d,7d,14d`), not JSON.
+Durations = Annotated[list[timedelta], NoDecode, BeforeValidator(_durations)]
+
+
+class Settings(BaseSettings):
+    """Configuration of worker, ingress and local stack. Field aliases are the environment names."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    temporal_address: str = Field("127.0.0.1:7233", alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", alias="TEMPORAL_NAMESPACE")
+    temporal_task_queue: str = Field(TASK_QUEUE, alias="TEMPORAL_TASK_QUEUE")
+    temporal_ui_port: int = Field(8233, alias="TEMPORAL_UI_PORT")
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:54329/renewals", alias="DATABASE_URL"
+    )
+    smtp_host: str = Field("127.0.0.1", alias="SMTP_HOST")
+    smtp_port: int = Field(2525, alias="SMTP_PORT")
+    smtp_sender: str = Field("Rinnovi <rinnovi@renewals.localhost>", alias="SMTP_SENDER")
+    panel_secret: str = Field("dev-panel-secret", alias="PANEL_SECRET", min_length=8)
+    payments_secret: str = Field("dev-payments-secret", alias="PAYMENTS_SECRET", min_length=8)
+    ingress_port: int = Field(8000, alias="INGRESS_PORT")
+    data_dir: Path = Field(Path("var"), alias="RENEWALS_DATA_DIR")
+    mail_sink_dir: Path = Field(Path("var/mail"), alias="MAIL_SINK_DIR")
+    reminders: Durations = Field(
+        default_factory=lambda: parse_durations("3d,7d,14d"), alias="RENEWALS_REMINDERS"
+    )
+    payment_deadline: Duration = Field(timedelta(days=30), alias="RENEWALS_PAYMENT_DEADLINE")
+    cart_idle: Duration = Field(timedelta(days=7), alias="RENEWALS_CART_IDLE")
+    reactivation_window: Duration = Field(
+        timedelta(days=90), alias="RENEWALS_REACTIVATION_WINDOW"
+    )
+
+    def policy(self) -> Policy:
+        """The waits a renewal runs under; they travel in the workflow's input."""
+        return Policy(
+            reminders=list(self.reminders),
+            payment_deadline=self.payment_deadline,
+            cart_idle=self.cart_idle,
+            reactivation_window=self.reactivation_window,
+        )
+
+
+class ConfigurationError(SystemExit):
+    """A bad environment value: the process stops at start with a message naming the variable."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment; a bad value stops the process with `VARIABLE: what is wrong`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            name = ".".join(str(part) for part in problem["loc"]) or "configuration"
+            lines.append(f"{name}: {problem['msg']} (got {problem.get('input')!r})")
+        raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(lines)) from None

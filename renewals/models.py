@@ -1,0 +1,494 @@
+"""Every model that crosses a boundary: service records, prices, workflow inputs, updates, views.
+
+One definition each (STYLE.md): the workflow, the activities, the ingress and the tests import
+these, and the SDK's pydantic data converter carries them through Temporal.
+"""
+
+import re
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+# Usernames reach SQL (always as parameters), workflow ids and email subjects: keep them plain.
+Username = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$", strict=True)
+]
+AddonName = Literal["extra_storage", "extra_users"]
+ADDONS: tuple[AddonName, ...] = ("extra_storage", "extra_users")
+PaymentMethod = Literal["card", "paypal", "bank_transfer", "postal_slip"]
+Mode = Literal["renew", "reactivate"]
+PaymentStatus = Literal["applied", "partial", "overpaid", "duplicate", "unmatched"]
+OrderNumber = Annotated[str, StringConstraints(pattern=r"^FE-\d{4}-\d{6,}$")]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_characters(value: str) -> str:
+    # CR/LF in a name would become a header line in the customer's email.
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (CR, LF, tab, ...)")
+    return value
+
+
+PlainText = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_control_characters)]
+Email = Annotated[
+    str, StringConstraints(pattern=r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$", max_length=254)
+]
+
+
+class Model(BaseModel):
+    """Strict about unknown fields: a typo in an event is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Stage(StrEnum):
+    """Where a renewal is (DESIGN.md §4); kept in the search attribute RenewalStage."""
+
+    OPENING = "OPENING"
+    CART = "CART"
+    AWAITING_PAYMENT = "AWAITING_PAYMENT"
+    ACTIVATED = "ACTIVATED"
+    CART_ABANDONED = "CART_ABANDONED"
+    ORDER_EXPIRED = "ORDER_EXPIRED"
+    CANCELLED = "CANCELLED"
+    REFUSED = "REFUSED"
+
+
+CLOSED_STAGES = frozenset(
+    {Stage.ACTIVATED, Stage.CART_ABANDONED, Stage.ORDER_EXPIRED, Stage.CANCELLED, Stage.REFUSED}
+)
+
+
+class AddonQuantity(Model):
+    addon: AddonName
+    quantity: int = Field(ge=1, le=1000)
+
+
+class ServiceRecord(Model):
+    """A service as the provisioning system describes it (`starter.py services import`)."""
+
+    username: Username
+    holder_name: PlainText
+    holder_email: Email
+    promotional: bool = False
+    purchased_on: date
+    expires_on: date
+    auto_renew: bool
+    auto_renew_years: int = Field(1, ge=1, le=10)
+    storage_quota_mb: int = Field(ge=1)
+    storage_used_mb: int = Field(ge=0)
+    included_users: int = Field(1, ge=1)
+    addons: list[AddonQuantity] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ServiceRecord":
+        if self.expires_on < self.purchased_on:
+            raise ValueError("expires_on must not be before purchased_on")
+        names = [line.addon for line in self.addons]
+        if len(names) != len(set(names)):
+            raise ValueError("addons must list each add-on once")
+        return self
+
+
+class Product(Model):
+    """One line of the price list: EUR cents per year, net of VAT (P6)."""
+
+    product: str
+    label: str
+    unit_price_cents: int = Field(ge=0)
+    unit_mb: int | None = None
+
+
+class PriceList(Model):
+    products: dict[str, Product]
+
+    def get(self, product: str) -> Product:
+        try:
+            return self.products[product]
+        except KeyError:
+            raise ValueError(f"product {product!r} is not in the price list") from None
+
+
+class DiscountCode(Model):
+    code: str
+    percent_off: int = Field(ge=1, le=100)
+    valid_from: date
+    valid_to: date | None = None
+    product: str | None = None
+
+
+class Policy(Model):
+    """The waits of P2, P3, P4 and R2; from the environment, carried in the workflow input."""
+
+    reminders: list[timedelta]
+    payment_deadline: timedelta
+    cart_idle: timedelta
+    reactivation_window: timedelta
+
+
+# ---------------------------------------------------------------- workflow input and updates
+
+
+class RenewalInput(Model):
+    username: Username
+    mode: Mode
+    policy: Policy
+
+
+class OpenRequest(Model):
+    """The renew/reactivate press: opens the cart, or returns the one already open (P8)."""
+
+    mode: Mode
+
+
+class AddAddon(Model):
+    addon: AddonName
+    quantity: int = Field(1, ge=1, le=100)
+
+
+class RemoveAddon(Model):
+    addon: AddonName
+
+
+class ApplyDiscount(Model):
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
+class Checkout(Model):
+    payment_method: PaymentMethod
+    years: int = Field(ge=1, le=10)
+
+
+class PaymentEntry(Model):
+    """A payments-ledger entry, delivered to the order's renewal after the ledger write."""
+
+    order_number: OrderNumber
+    transaction_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+    amount_cents: int = Field(ge=1, le=100_000_000)
+    currency: Literal["EUR"] = "EUR"
+    method: PaymentMethod
+    registered_at: datetime
+    by_hand: bool = False
+
+
+class CancelOrder(Model):
+    reason: PlainText
+
+
+class ExtendDeadline(Model):
+    days: int = Field(ge=1, le=365)
+    reason: PlainText
+
+
+# ---------------------------------------------------------------- views (DESIGN.md §5)
+
+
+class OrderLine(Model):
+    product: str
+    label: str
+    quantity: int
+    years: int
+    unit_price_cents: int
+    net_cents: int
+
+
+class Quote(Model):
+    net_cents: int
+    discount_cents: int
+    vat_cents: int
+    total_cents: int
+
+
+class DiscountView(Model):
+    code: str
+    percent_off: int
+    product: str | None = None
+
+
+class StorageAlert(Model):
+    level: Literal["yellow", "red"]
+    usage_percent: float
+    estimated_extra_mb: int
+    suggested_packs: int
+
+
+class BankTransfer(Model):
+    beneficiary: str
+    iban: str
+    reason: str
+
+
+class PostalSlip(Model):
+    account: str
+    beneficiary: str
+    reason: str
+
+
+class PaymentInstructions(Model):
+    order_number: str
+    amount_cents: int
+    bank_transfer: BankTransfer
+    postal_slip: PostalSlip
+
+
+class OrderView(Model):
+    order_number: str
+    stage: Stage
+    years: int
+    payment_method: PaymentMethod
+    lines: list[OrderLine]
+    net_cents: int
+    discount_cents: int
+    vat_cents: int
+    total_cents: int
+    paid_cents: int
+    balance_cents: int
+    due_by: datetime
+    payment_instructions: PaymentInstructions
+    new_expires_on: date | None = None
+
+
+class CartView(Model):
+    stage: Stage
+    mode: Mode
+    username: str
+    expires_on: date
+    active_addons: list[AddonQuantity]
+    cart_addons: list[AddonQuantity]
+    available_addons: list[AddonQuantity]
+    discount: DiscountView | None
+    allowed_years: list[int]
+    storage_alert: StorageAlert | None
+    quote: Quote
+    order: OrderView | None = None
+
+
+class PaymentOutcome(Model):
+    status: PaymentStatus
+    order_number: str
+    transaction_id: str
+    paid_cents: int
+    balance_cents: int
+    refund_cents: int = 0
+
+
+class PaymentSeen(Model):
+    transaction_id: str
+    amount_cents: int
+    method: str
+    status: PaymentStatus
+    registered_at: datetime
+    by_hand: bool
+
+
+class RenewalView(Model):
+    """The whole renewal, for `GET /panel/renewals/{username}` and ops."""
+
+    stage: Stage
+    mode: Mode
+    username: str
+    reason: str | None = None
+    cart: CartView | None = None
+    order: OrderView | None = None
+    payments: list[PaymentSeen] = []
+    emails: list[str] = []
+
+
+class RenewalResult(Model):
+    stage: Stage
+    username: str
+    order_number: str | None = None
+    new_expires_on: date | None = None
+    reason: str | None = None
+
+
+# ---------------------------------------------------------------- activity inputs and results
+
+EmailTemplate = Literal[
+    "payment_instructions",
+    "reminder",
+    "balance_due",
+    "order_lapsed",
+    "order_cancelled",
+    "renewal_confirmed",
+]
+
+
+class LoadService(Model):
+    username: Username
+
+
+class RenewalContext(Model):
+    """What a renewal needs from PostgreSQL when it opens: the service and today's price list."""
+
+    service: ServiceRecord
+    prices: PriceList
+
+
+class FindDiscountCode(Model):
+    code: str
+
+
+class DiscountLookup(Model):
+    found: DiscountCode | None
+
+
+class CreateOrder(Model):
+    workflow_id: str
+    run_id: str
+    username: str
+    mode: Mode
+    years: int
+    payment_method: PaymentMethod
+    discount_code: str | None
+    lines: list[OrderLine]
+    quote: Quote
+    previous_expires_on: date
+    due_by: datetime
+    ordered_at: datetime
+
+
+class CreatedOrder(Model):
+    order_number: str
+
+
+class SettlePayment(Model):
+    entry: PaymentEntry
+    outcome: PaymentOutcome
+
+
+class Activate(Model):
+    order_number: str
+    username: str
+    years: int
+    cart_addons: list[AddonQuantity]
+    paid_at: datetime
+
+
+class Activation(Model):
+    previous_expires_on: date
+    new_expires_on: date
+
+
+class CloseOrder(Model):
+    order_number: str
+    status: Literal["expired", "cancelled"]
+    reason: str
+    closed_at: datetime
+
+
+class ChangeDueBy(Model):
+    order_number: str
+    due_by: datetime
+    reason: str
+
+
+class SendEmail(Model):
+    """One logical email; `key` is unique per email so a retry never sends it twice."""
+
+    key: str
+    template: EmailTemplate
+    username: str
+    to_name: str
+    to_email: str
+    order_number: str | None = None
+    total_cents: int | None = None
+    paid_cents: int | None = None
+    balance_cents: int | None = None
+    refund_cents: int | None = None
+    due_by: datetime | None = None
+    new_expires_on: date | None = None
+    reminder_number: int | None = None
+    reason: str | None = None
+    instructions: PaymentInstructions | None = None
+
+
+class EmailSent(Model):
+    message_id: str
+    already_sent: bool
+
+
+# ---------------------------------------------------------------- events (DESIGN.md §5)
+
+
+class RenewRequested(Model):
+    type: Literal["renew_requested"]
+    username: Username
+
+
+class ReactivateRequested(Model):
+    type: Literal["reactivate_requested"]
+    username: Username
+
+
+class AddonAdded(Model):
+    type: Literal["addon_added"]
+    username: Username
+    addon: AddonName
+    quantity: int = Field(1, ge=1, le=100)
+
+
+class AddonRemoved(Model):
+    type: Literal["addon_removed"]
+    username: Username
+    addon: AddonName
+
+
+class DiscountCodeApplied(Model):
+    type: Literal["discount_code_applied"]
+    username: Username
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
+class CheckoutSubmitted(Model):
+    type: Literal["checkout_submitted"]
+    username: Username
+    payment_method: PaymentMethod
+    years: int = Field(ge=1, le=10)
+
+
+PanelEvent = Annotated[
+    RenewRequested
+    | ReactivateRequested
+    | AddonAdded
+    | AddonRemoved
+    | DiscountCodeApplied
+    | CheckoutSubmitted,
+    Field(discriminator="type"),
+]
+
+
+class PaymentRegistered(Model):
+    """`POST /payments/events`: a payment the back office registered against an order."""
+
+    type: Literal["payment_registered"]
+    order_number: OrderNumber
+    transaction_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+    amount_cents: int = Field(ge=1, le=100_000_000)
+    currency: Literal["EUR"]
+    method: PaymentMethod
+    registered_at: datetime
+
+    def entry(self, *, by_hand: bool = False) -> PaymentEntry:
+        return PaymentEntry(**self.model_dump(exclude={"type"}), by_hand=by_hand)
+
+
+class ServiceStatusView(Model):
+    """`GET /panel/services/{username}`: which button the panel shows (R1, R2)."""
+
+    username: str
+    status: Literal["active", "expired", "ceased"]
+    expires_on: date
+    auto_renew: bool
+    action: Mode | None
+    reason: str | None = None

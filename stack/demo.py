@@ -1,0 +1,34 @@
+"""Demo services covering every case of the rules, dated relative to today in Rome.
+
+Seeded by `make run` for usernames not there yet, so a second start keeps what happened.
+"""
+
+from datetime import date, timedelta
+
+from renewals.models import AddonQuantity, ServiceRecord
+
+
+def demo_services(today: date) -> list[ServiceRecord]:
+    def service(username: str, **fields: object) -> ServiceRecord:
+        values: dict[str, object] = {
+            "username": username,
+            "holder_name": f"Demo {username.removeprefix('demo-').title()} S.r.l.",
+            "holder_email": f"{username}@example.com",
+            "purchased_on": today - timedelta(days=300),
+            "expires_on": today + timedelta(days=65),
+            "auto_renew": False,
+            "storage_quota_mb": 2048,
+            "storage_used_mb": 600,
+        }
+        values.update(fields)
+        return ServiceRecord.model_validate(values)
+
+    return [
+        service("demo-active", addons=[AddonQuantity(addon="extra_users", quantity=2)]),
+        service("demo-autorenew", auto_renew=True, auto_renew_years=2),
+        service("demo-expired", expires_on=today - timedelta(days=30)),
+        service("demo-ceased", expires_on=today - timedelta(days=120)),
+        service("demo-storage75", storage_used_mb=1536),
+        service("demo-storage95", storage_used_mb=1946),
+        service("demo-promo", promotional=True),
+    ]

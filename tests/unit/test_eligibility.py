@@ -1,0 +1,107 @@
+"""Which button the panel shows and which requests are refused (R1, R2, P9)."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from renewals.dates import rome_today
+from renewals.eligibility import eligibility, refusal, service_status
+from renewals.models import ServiceRecord
+
+WINDOW = timedelta(days=90)
+EXPIRES = date(2025, 6, 30)
+
+
+def service(auto_renew: bool = False, expires_on: date = EXPIRES) -> ServiceRecord:
+    return ServiceRecord(
+        username="mario.rossi",
+        holder_name="Mario Rossi",
+        holder_email="mario@example.it",
+        purchased_on=date(2020, 1, 1),
+        expires_on=expires_on,
+        auto_renew=auto_renew,
+        storage_quota_mb=1024,
+        storage_used_mb=100,
+    )
+
+
+def test_r1_renew_offered_when_auto_renew_off():
+    found = eligibility(service(), date(2025, 6, 1), WINDOW)
+    assert (found.status, found.action, found.reason) == ("active", "renew", None)
+    assert refusal(service(), "renew", date(2025, 6, 1), WINDOW) is None
+
+
+def test_r1_renew_refused_when_auto_renew_on():
+    found = eligibility(service(auto_renew=True), date(2025, 6, 1), WINDOW)
+    assert (found.status, found.action) == ("active", None)
+    reason = refusal(service(auto_renew=True), "renew", date(2025, 6, 1), WINDOW)
+    assert reason is not None and "auto-renew is on" in reason and "(R1)" in reason
+
+
+def test_r1_reactivate_refused_when_auto_renew_on_and_expired():
+    found = eligibility(service(auto_renew=True), date(2025, 7, 1), WINDOW)
+    assert (found.status, found.action) == ("expired", None)
+    assert "(R1)" in refusal(service(auto_renew=True), "reactivate", date(2025, 7, 1), WINDOW)
+
+
+def test_p9_expiry_day_itself_is_still_active():
+    assert service_status(service(), EXPIRES, WINDOW) == "active"
+    assert eligibility(service(), EXPIRES, WINDOW).action == "renew"
+
+
+def test_r2_reactivate_offered_the_day_after_expiry():
+    found = eligibility(service(), EXPIRES + timedelta(days=1), WINDOW)
+    assert (found.status, found.action) == ("expired", "reactivate")
+    assert refusal(service(), "reactivate", EXPIRES + timedelta(days=1), WINDOW) is None
+
+
+def test_r2_reactivate_allowed_89_days_after_expiry():
+    today = EXPIRES + timedelta(days=89)  # 27 September 2025
+    assert eligibility(service(), today, WINDOW).action == "reactivate"
+    assert refusal(service(), "reactivate", today, WINDOW) is None
+
+
+def test_r2_reactivate_refused_after_90_days():
+    today = EXPIRES + timedelta(days=90)  # 28 September 2025: ceased
+    found = eligibility(service(), today, WINDOW)
+    assert (found.status, found.action) == ("ceased", None)
+    for mode in ("renew", "reactivate"):
+        reason = refusal(service(), mode, today, WINDOW)
+        assert reason is not None and "ceased" in reason and "(R2)" in reason
+
+
+def test_r2_ceased_wins_over_auto_renew():
+    found = eligibility(service(auto_renew=True), EXPIRES + timedelta(days=400), WINDOW)
+    assert (found.status, found.action) == ("ceased", None)
+    assert "ceased" in found.reason
+
+
+def test_r2_renew_refused_on_an_expired_service():
+    reason = refusal(service(), "renew", EXPIRES + timedelta(days=10), WINDOW)
+    assert reason is not None and "reactivated, not renewed" in reason
+
+
+def test_r2_reactivate_refused_on_an_active_service():
+    reason = refusal(service(), "reactivate", EXPIRES, WINDOW)
+    assert reason is not None and "renewed, not reactivated" in reason
+
+
+@pytest.mark.parametrize(
+    ("instant", "action"),
+    [
+        (datetime(2025, 6, 30, 21, 30, tzinfo=UTC), "renew"),  # 23:30 Rome on the expiry day
+        (datetime(2025, 6, 30, 22, 30, tzinfo=UTC), "reactivate"),  # 00:30 Rome the day after
+    ],
+)
+def test_p9_expiry_counts_in_rome_not_utc(instant, action):
+    assert eligibility(service(), rome_today(instant), WINDOW).action == action
+
+
+def test_p9_r2_window_counts_rome_calendar_days_at_dst():
+    # Expired 31 Dec 2024; 31 March 2025 is 31 + 28 + 31 = 90 days later. At 00:30 Rome on
+    # 31 March (22:30 UTC on the 30th, the night DST began) UTC says 89 days, Rome says 90: ceased.
+    expired = service(expires_on=date(2024, 12, 31))
+    just_before = rome_today(datetime(2025, 3, 30, 21, 30, tzinfo=UTC))  # 23:30 CEST, 30 March
+    just_after = rome_today(datetime(2025, 3, 30, 22, 30, tzinfo=UTC))  # 00:30 CEST, 31 March
+    assert eligibility(expired, just_before, WINDOW).action == "reactivate"
+    assert eligibility(expired, just_after, WINDOW).status == "ceased"
