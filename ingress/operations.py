@@ -53,19 +53,18 @@ from workflows.renewal import RenewalWorkflow
 class RenewalsError(Exception):
     """A refusal with the contract's error code and HTTP status (DESIGN.md §5)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
+        self.kind = kind
+        self.status, self.code = errors.http_of(kind)
         self.message = message
 
 
 def _from_update_failure(error: WorkflowUpdateFailedError) -> RenewalsError:
     cause = error.cause
     if isinstance(cause, ApplicationError):
-        status = errors.HTTP_STATUS.get(cause.type or "", 409)
-        return RenewalsError(status, cause.type or errors.NOT_ALLOWED, cause.message)
-    return RenewalsError(409, errors.NOT_ALLOWED, str(cause or error))
+        return RenewalsError(cause.type or errors.NOT_ALLOWED, cause.message)
+    return RenewalsError(errors.NOT_ALLOWED, str(cause or error))
 
 
 def _closed(error: RPCError) -> bool:
@@ -90,7 +89,7 @@ class Ingress:
         except RPCError as error:
             if _closed(error):
                 raise RenewalsError(
-                    409, errors.NOT_ALLOWED,
+                    errors.NOT_ALLOWED,
                     f"no renewal is open for {event.username}: press Renew or Reactivate first",
                 ) from None
             raise
@@ -112,12 +111,12 @@ class Ingress:
                 RenewalWorkflow.checkout,
                 Checkout(payment_method=event.payment_method, years=event.years),
             )
-        raise RenewalsError(422, errors.INVALID_REQUEST, f"unknown event {event!r}")
+        raise RenewalsError(errors.INVALID_REQUEST, f"unknown event {event!r}")
 
     async def open(self, username: str, mode: str) -> CartView:
         """Update-with-start: a new renewal, or the one already open for this service (P8)."""
         if await self.store.get_service(username) is None:
-            raise RenewalsError(404, errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
+            raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
         start = WithStartWorkflowOperation(
             RenewalWorkflow.run,
             RenewalInput(username=username, mode=mode, policy=self.policy),  # type: ignore[arg-type]
@@ -174,10 +173,8 @@ class Ingress:
     async def service(self, username: str, now: datetime | None = None) -> ServiceStatusView:
         service = await self.store.get_service(username)
         if service is None:
-            raise RenewalsError(404, errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
-        found = eligibility(
-            service, rome_today(now or datetime.now(UTC)), self.policy.reactivation_window
-        )
+            raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
+        found = eligibility(service, rome_today(now or datetime.now(UTC)), self.policy.reactivation_window)
         return ServiceStatusView(
             username=username,
             status=found.status,
@@ -193,7 +190,7 @@ class Ingress:
             return await handle.query(RenewalWorkflow.view)
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
-                raise RenewalsError(404, errors.UNKNOWN_SERVICE, f"no renewal for {username!r}") from None
+                raise RenewalsError(errors.UNKNOWN_SERVICE, f"no renewal for {username!r}") from None
             raise
 
     # ------------------------------------------------------------------ ops
@@ -213,5 +210,5 @@ class Ingress:
             raise _from_update_failure(error) from None
         except RPCError as error:
             if _closed(error):
-                raise RenewalsError(409, errors.NOT_ALLOWED, f"no renewal is open for {username}") from None
+                raise RenewalsError(errors.NOT_ALLOWED, f"no renewal is open for {username}") from None
             raise

@@ -11,10 +11,16 @@ UNKNOWN_ORDER = "UnknownOrder"      # no order with that number
 ORDER_CLOSED = "OrderClosed"        # activation of an order that lapsed or was cancelled
 MAIL_REJECTED = "MailRejected"      # the SMTP server refused an email for good
 
-HTTP_STATUS = {
-    NOT_ALLOWED: 409,
-    INVALID_REQUEST: 422,
-    UNKNOWN_SERVICE: 404,
-    UNKNOWN_ORDER: 404,
-    ORDER_CLOSED: 409,
+# type → (HTTP status, the contract's error code)
+HTTP = {
+    NOT_ALLOWED: (409, "not_allowed"),
+    INVALID_REQUEST: (422, "invalid_request"),
+    UNKNOWN_SERVICE: (404, "unknown_service"),
+    UNKNOWN_ORDER: (404, "unknown_order"),
+    ORDER_CLOSED: (409, "order_closed"),
 }
+
+
+def http_of(kind: str | None) -> tuple[int, str]:
+    """The status and code of an ApplicationError type; anything unknown is a 409 refusal."""
+    return HTTP.get(kind or "", HTTP[NOT_ALLOWED])

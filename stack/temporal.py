@@ -28,11 +28,24 @@ def dev_server_command(
 ) -> list[str]:
     host, _, port = address.rpartition(":")
     command = [
-        temporal_binary(), "server", "start-dev",
-        "--ip", host or "127.0.0.1", "--port", port, "--namespace", namespace,
-        "--log-level", "warn", "--ui-port", str(ui_port),
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        host or "127.0.0.1",
+        "--port",
+        port,
+        "--namespace",
+        namespace,
+        "--log-level",
+        "warn",
+        "--ui-port",
+        str(ui_port),
         # WAL lets readers and the writer overlap; a plain SQLite file serialises everything.
-        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
         *dev_server_args(),
     ]
     if db_file is not None:

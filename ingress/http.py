@@ -1,0 +1,198 @@
+"""The signed HTTP API (DESIGN.md §5) on FastAPI: panel events, payment events, reads, health.
+
+The signature is checked on the raw body, against the endpoint's own secret, before anything is
+parsed. Every refusal answers `{"error": CODE, "message": TEXT}`; never a traceback.
+"""
+
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException
+
+from ingress.operations import Ingress, RenewalsError
+from ingress.signing import SignatureError, verify
+from renewals.models import (
+    CartView,
+    OrderView,
+    PanelEvent,
+    PaymentOutcome,
+    PaymentRegistered,
+    RenewalView,
+    ServiceStatusView,
+    Username,
+)
+
+MAX_BODY_BYTES = 64 * 1024
+PANEL_EVENTS: TypeAdapter[Any] = TypeAdapter(PanelEvent)
+PAYMENT_EVENTS: TypeAdapter[PaymentRegistered] = TypeAdapter(PaymentRegistered)
+USERNAME: TypeAdapter[str] = TypeAdapter(Username)
+
+log = logging.getLogger("renewals.ingress")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def describe(error: ValidationError) -> str:
+    """`field.path: what is wrong` for each problem, without echoing long inputs back."""
+    parts = []
+    for problem in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "body"
+        parts.append(f"{where}: {problem['msg']}")
+    return "; ".join(parts)
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise ApiError(413, "payload_too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, "payload_too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
+    return body
+
+
+def parse(adapter: TypeAdapter[Any], body: bytes) -> Any:
+    try:
+        return adapter.validate_json(body)
+    except ValidationError as error:
+        if any(problem["type"] == "json_invalid" for problem in error.errors()):
+            raise ApiError(400, "bad_request", "the body is not valid JSON") from None
+        raise ApiError(422, "invalid_request", describe(error)) from None
+
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+# Schemas the raw-body endpoints refer to, added to the OpenAPI document's components.
+REQUEST_SCHEMAS: dict[str, Any] = {}
+
+
+def schema_of(model: Any) -> dict[str, Any]:
+    """The OpenAPI of an endpoint that reads its raw body (to check the signature first)."""
+    schema = TypeAdapter(model).json_schema(ref_template=REF_TEMPLATE)
+    REQUEST_SCHEMAS.update(schema.pop("$defs", {}))
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "parameters": [
+            {"name": "X-Timestamp", "in": "header", "required": True, "schema": {"type": "string"}},
+            {"name": "X-Signature", "in": "header", "required": True, "schema": {"type": "string"}},
+        ],
+    }
+
+
+def create_app(ingress: Ingress, panel_secret: str, payments_secret: str) -> FastAPI:
+    app = FastAPI(
+        title="Renewals ingress",
+        version="1",
+        description="Signed panel and payment events for the e-invoicing renewal workflow.",
+    )
+
+    async def signed_body(request: Request, secret: str) -> bytes:
+        body = await read_body(request)
+        try:
+            verify(secret, request.headers.get("x-timestamp"), request.headers.get("x-signature"), body, time.time())
+        except SignatureError as error:
+            raise ApiError(401, "bad_signature", str(error)) from None
+        return body
+
+    def answer(model: BaseModel) -> JSONResponse:
+        return JSONResponse(model.model_dump(mode="json"))
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message)
+
+    @app.exception_handler(RenewalsError)
+    async def _refusal(request: Request, error: RenewalsError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, error: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "bad_request")
+        return error_response(error.status_code, code, str(error.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", "; ".join(str(e.get("msg")) for e in error.errors()))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(503, "unavailable", "the renewal service could not answer; try again shortly")
+
+    @app.post(
+        "/panel/events",
+        response_model=CartView | OrderView,
+        openapi_extra=schema_of(PanelEvent),
+        summary="A panel event: renew, reactivate, cart changes, checkout",
+    )
+    async def panel_event(request: Request) -> JSONResponse:
+        event = parse(PANEL_EVENTS, await signed_body(request, panel_secret))
+        return answer(await ingress.panel(event))
+
+    @app.post(
+        "/payments/events",
+        response_model=PaymentOutcome,
+        openapi_extra=schema_of(PaymentRegistered),
+        summary="A payment registered by the payments back office",
+    )
+    async def payment_event(request: Request) -> JSONResponse:
+        event = parse(PAYMENT_EVENTS, await signed_body(request, payments_secret))
+        return answer(await ingress.payment(event))
+
+    def username_of(raw: str) -> str:
+        try:
+            return USERNAME.validate_python(raw)
+        except ValidationError as error:
+            raise ApiError(422, "invalid_request", "username: " + describe(error).split(": ", 1)[-1]) from None
+
+    @app.get("/panel/services/{username}", response_model=ServiceStatusView, summary="Which button the panel shows")
+    async def service(username: str, request: Request) -> JSONResponse:
+        await signed_body(request, panel_secret)
+        return answer(await ingress.service(username_of(username)))
+
+    @app.get("/panel/renewals/{username}", response_model=RenewalView, summary="The current or latest renewal")
+    async def renewal(username: str, request: Request) -> JSONResponse:
+        await signed_body(request, panel_secret)
+        return answer(await ingress.renewal(username_of(username)))
+
+    @app.get("/healthz", summary="200 when Temporal and PostgreSQL answer")
+    async def healthz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            await ingress.store.pool.fetchval("SELECT 1")
+            checks["postgres"] = "ok"
+        except Exception as error:  # noqa: BLE001 - health reports, it does not raise
+            checks["postgres"] = f"down: {type(error).__name__}"
+        try:
+            await ingress.client.service_client.check_health(timeout=__import__("datetime").timedelta(seconds=3))
+            checks["temporal"] = "ok"
+        except Exception as error:  # noqa: BLE001
+            checks["temporal"] = f"down: {type(error).__name__}"
+        healthy = all(value == "ok" for value in checks.values())
+        return JSONResponse({"status": "ok" if healthy else "down", **checks}, status_code=200 if healthy else 503)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            document.setdefault("components", {}).setdefault("schemas", {}).update(REQUEST_SCHEMAS)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

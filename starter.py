@@ -1,0 +1,212 @@
+"""The ingress, for the panel, the payments back office, people and scripts.
+
+    python starter.py serve                         the signed HTTP API on INGRESS_PORT
+    python starter.py event JSON                    a panel event, signed with PANEL_SECRET
+    python starter.py payment JSON                  a payment event, signed with PAYMENTS_SECRET
+    python starter.py status USERNAME               the current or latest renewal
+    python starter.py service USERNAME              which button the panel shows
+    python starter.py services import FILE.json     load service records (all or nothing)
+    python starter.py ops cancel USERNAME --reason TEXT
+    python starter.py ops extend USERNAME --days N --reason TEXT
+    python starter.py ops pay JSON                  register a payment by hand (ledger first)
+
+`event`, `payment`, `status` and `service` go through the HTTP API, signed like the panel's
+requests; `services` and `ops` talk to PostgreSQL and Temporal directly. JSON is an argument,
+`-` for standard input, or `@FILE`. Answers print as JSON (`--pretty` for people); a refusal
+prints its message and exits non-zero.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from activities.store import Store
+from ingress.operations import Ingress, RenewalsError
+from ingress.signing import signed_headers
+from renewals.config import Settings, load_settings
+from renewals.models import PaymentRegistered, ServiceRecord
+
+
+class CliError(Exception):
+    """A refusal: printed as the message, exit status 1."""
+
+
+def read_json(argument: str) -> bytes:
+    if argument == "-":
+        return sys.stdin.buffer.read()
+    if argument.startswith("@"):
+        return Path(argument[1:]).read_bytes()
+    return argument.encode()
+
+
+def validate_services(raw: bytes) -> list[ServiceRecord]:
+    """Every record valid, or none applied: the error names each bad record by index and field."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise CliError(f"the file is not valid JSON: {error}") from None
+    if not isinstance(data, list):
+        raise CliError("the file must hold a JSON list of service records")
+    records, problems = [], []
+    for index, item in enumerate(data):
+        try:
+            records.append(ServiceRecord.model_validate(item))
+        except ValidationError as error:
+            for problem in error.errors(include_url=False):
+                field = ".".join(str(part) for part in problem["loc"]) or "record"
+                problems.append(f"record {index}: {field}: {problem['msg']}")
+    names = [record.username for record in records]
+    problems += [
+        f"username {name!r} appears more than once" for name in sorted({n for n in names if names.count(n) > 1})
+    ]
+    if problems:
+        raise CliError("nothing imported; invalid records:\n  " + "\n  ".join(problems))
+    return records
+
+
+async def import_services(settings: Settings, path: Path) -> dict[str, int]:
+    records = validate_services(path.read_bytes())
+    store = await Store.connect(settings.database_url, max_size=2)
+    try:
+        return await store.upsert_services(records)
+    finally:
+        await store.close()
+
+
+# ---------------------------------------------------------------------- HTTP client side
+
+
+def ingress_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.ingress_port}"
+
+
+def signed_request(settings: Settings, method: str, path: str, secret: str, body: bytes = b"") -> Any:
+    headers = signed_headers(secret, int(time.time()), body)
+    headers["Content-Type"] = "application/json"
+    try:
+        response = httpx.request(method, ingress_url(settings) + path, content=body, headers=headers, timeout=60)
+    except httpx.TransportError as error:
+        raise CliError(f"the ingress at {ingress_url(settings)} does not answer ({error}); is `make run` up?") from None
+    answer = response.json()
+    if response.status_code >= 400:
+        raise CliError(f"{response.status_code} {answer.get('error')}: {answer.get('message')}")
+    return answer
+
+
+# ---------------------------------------------------------------------- ops (direct)
+
+
+async def with_ingress(settings: Settings, work: Callable[[Ingress], Awaitable[BaseModel]]) -> Any:
+    from worker import connect  # the same client settings as the worker
+
+    client = await connect(settings)
+    store = await Store.connect(settings.database_url, max_size=2)
+    try:
+        result = await work(Ingress(client, store, settings.policy(), settings.temporal_task_queue))
+        return result.model_dump(mode="json")
+    except RenewalsError as error:
+        raise CliError(f"{error.status} {error.code}: {error.message}") from None
+    finally:
+        await store.close()
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from ingress.http import create_app
+
+    async def main() -> None:
+        from worker import connect
+
+        client = await connect(settings)
+        store = await Store.connect(settings.database_url)
+        app = create_app(
+            Ingress(client, store, settings.policy(), settings.temporal_task_queue),
+            settings.panel_secret,
+            settings.payments_secret,
+        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=settings.ingress_port, log_level="info")
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="python starter.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    root.add_argument("--pretty", action="store_true", help="indent the JSON answer")
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the signed HTTP API")
+    commands.add_parser("event", help="send a panel event").add_argument("json")
+    commands.add_parser("payment", help="send a payment event").add_argument("json")
+    commands.add_parser("status", help="the current or latest renewal").add_argument("username")
+    commands.add_parser("service", help="which button the panel shows").add_argument("username")
+    services = commands.add_parser("services", help="service records").add_subparsers(dest="action", required=True)
+    services.add_parser("import", help="upsert records from a JSON file").add_argument("file", type=Path)
+    ops = commands.add_parser("ops", help="ops operations").add_subparsers(dest="action", required=True)
+    cancel = ops.add_parser("cancel", help="cancel the order awaiting payment")
+    cancel.add_argument("username")
+    cancel.add_argument("--reason", required=True)
+    extend = ops.add_parser("extend", help="extend the payment deadline")
+    extend.add_argument("username")
+    extend.add_argument("--days", type=int, required=True)
+    extend.add_argument("--reason", required=True)
+    ops.add_parser("pay", help="register a payment by hand").add_argument("json")
+    return root
+
+
+def run(args: argparse.Namespace, settings: Settings) -> Any:
+    if args.command == "event":
+        return signed_request(settings, "POST", "/panel/events", settings.panel_secret, read_json(args.json))
+    if args.command == "payment":
+        return signed_request(settings, "POST", "/payments/events", settings.payments_secret, read_json(args.json))
+    if args.command == "status":
+        return signed_request(settings, "GET", f"/panel/renewals/{args.username}", settings.panel_secret)
+    if args.command == "service":
+        return signed_request(settings, "GET", f"/panel/services/{args.username}", settings.panel_secret)
+    if args.command == "services":
+        return asyncio.run(import_services(settings, args.file))
+    if args.action == "pay":
+        try:
+            event = TypeAdapter(PaymentRegistered).validate_json(read_json(args.json))
+        except ValidationError as error:
+            raise CliError(str(error)) from None
+        return asyncio.run(with_ingress(settings, lambda ingress: ingress.payment(event, by_hand=True)))
+    if args.action == "cancel":
+        return asyncio.run(with_ingress(settings, lambda ingress: ingress.cancel(args.username, args.reason)))
+    return asyncio.run(with_ingress(settings, lambda ingress: ingress.extend(args.username, args.days, args.reason)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --pretty may stand anywhere on the line, as people type it.
+    pretty = "--pretty" in argv
+    args = parser().parse_args([word for word in argv if word != "--pretty"])
+    args.pretty = pretty
+    settings = load_settings()
+    if args.command == "serve":
+        serve(settings)
+        return 0
+    try:
+        answer = run(args, settings)
+    except CliError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2 if args.pretty else None, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
