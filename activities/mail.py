@@ -2,6 +2,7 @@
 a retried activity never sends the same logical email twice, with a stable Message-ID."""
 
 import hashlib
+import re
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -29,6 +30,11 @@ def italian_date(value: date | datetime | None) -> str:
     if isinstance(value, datetime):
         value = value.astimezone(ROME).date()
     return value.strftime("%d/%m/%Y")
+
+
+def one_line(text: str) -> str:
+    """Control characters (CR, LF, ...) to spaces: nothing from the data can start a header line."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
 
 
 def message_id(key: str) -> str:
@@ -81,8 +87,8 @@ class Mailer:
             return EmailSent(message_id=mid, already_sent=True)
         message = EmailMessage()
         message["From"] = self.sender
-        message["To"] = formataddr((request.to_name, request.to_email))
-        message["Subject"] = subject
+        message["To"] = formataddr((one_line(request.to_name), one_line(request.to_email)))
+        message["Subject"] = one_line(subject)
         message["Date"] = format_datetime(datetime.now(UTC))
         message["Message-ID"] = mid
         message["X-Renewals-Key"] = request.key

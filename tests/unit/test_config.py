@@ -13,6 +13,7 @@ WAIT_VARIABLES = (
     "RENEWALS_REACTIVATION_WINDOW",
 )
 
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
     for name in WAIT_VARIABLES:

@@ -1,0 +1,118 @@
+"""Determinism: recorded histories of the main paths replay against today's workflow code.
+
+`tests/histories/*.json` were recorded from real runs; a change to the workflow that alters its
+command sequence without `workflow.patched` fails here. Re-record on purpose with
+`RENEWALS_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/test_replay.py`.
+"""
+
+import os
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from ingress.operations import Ingress, RenewalsError
+from renewals.models import (
+    AddonAdded,
+    CheckoutSubmitted,
+    DiscountCodeApplied,
+    ReactivateRequested,
+    RenewRequested,
+    Stage,
+)
+from tests.conftest import handle_of, new_service, pay, today
+from workflows.renewal import RenewalWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORD = os.environ.get("RENEWALS_RECORD_HISTORIES") == "1"
+
+
+def replayer() -> Replayer:
+    return Replayer(workflows=[RenewalWorkflow], data_converter=pydantic_data_converter)
+
+
+async def happy_path(env, store, ingress: Ingress) -> str:
+    service = await new_service(store)
+    user = service.username
+    await ingress.panel(RenewRequested(type="renew_requested", username=user))
+    await ingress.panel(AddonAdded(type="addon_added", username=user, addon="extra_storage", quantity=1))
+    await ingress.panel(DiscountCodeApplied(type="discount_code_applied", username=user, code="PARTNER10"))
+    order = await ingress.panel(
+        CheckoutSubmitted(type="checkout_submitted", username=user, payment_method="bank_transfer", years=2)
+    )
+    await env.fast_forward(handle_of(env.client, user), timedelta(days=3))
+    await pay(ingress, order.order_number, 1000)
+    await pay(ingress, order.order_number, order.total_cents - 1000)
+    return user
+
+
+async def lapsed(env, store, ingress: Ingress) -> str:
+    service = await new_service(store)
+    user = service.username
+    await ingress.panel(RenewRequested(type="renew_requested", username=user))
+    await ingress.panel(
+        CheckoutSubmitted(type="checkout_submitted", username=user, payment_method="postal_slip", years=1)
+    )
+    await env.fast_forward(handle_of(env.client, user), timedelta(days=31))
+    return user
+
+
+async def cancelled_reactivation(env, store, ingress: Ingress) -> str:
+    service = await new_service(store, expires_on=today() - timedelta(days=20))
+    user = service.username
+    await ingress.panel(ReactivateRequested(type="reactivate_requested", username=user))
+    await ingress.panel(CheckoutSubmitted(type="checkout_submitted", username=user, payment_method="card", years=1))
+    await ingress.extend(user, 5, "replay")
+    await ingress.cancel(user, "replay")
+    return user
+
+
+async def abandoned(env, store, ingress: Ingress) -> str:
+    service = await new_service(store)
+    await ingress.panel(RenewRequested(type="renew_requested", username=service.username))
+    await env.fast_forward(handle_of(env.client, service.username), timedelta(days=8))
+    return service.username
+
+
+async def refused(env, store, ingress: Ingress) -> str:
+    service = await new_service(store, auto_renew=True)
+    with pytest.raises(RenewalsError):
+        await ingress.panel(RenewRequested(type="renew_requested", username=service.username))
+    return service.username
+
+
+PATHS: dict[str, tuple[Callable[..., Awaitable[str]], Stage]] = {
+    "happy_path": (happy_path, Stage.ACTIVATED),
+    "lapsed": (lapsed, Stage.ORDER_EXPIRED),
+    "cancelled_reactivation": (cancelled_reactivation, Stage.CANCELLED),
+    "abandoned": (abandoned, Stage.CART_ABANDONED),
+    "refused": (refused, Stage.REFUSED),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATHS))
+async def test_main_paths_replay_deterministically(env, store, ingress, name):
+    run, stage = PATHS[name]
+    username = await run(env, store, ingress)
+    handle = handle_of(env.client, username)
+    assert (await handle.result()).stage == stage
+    history = await handle.fetch_history()
+    await replayer().replay_workflow(history)
+    if RECORD:
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda path: path.stem)
+async def test_recorded_history_replays(path: Path):
+    history = WorkflowHistory.from_json(f"recorded-{path.stem}", path.read_text())
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+def test_every_main_path_has_a_recorded_history():
+    assert {path.stem for path in HISTORIES.glob("*.json")} == set(PATHS)
