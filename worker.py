@@ -7,7 +7,7 @@ and lets running activities finish before it exits.
 import asyncio
 import logging
 import signal
-from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -35,8 +35,7 @@ def build_worker(client: Client, store: Store, mailer: Mailer, task_queue: str) 
             store.change_due_by,
             mailer.send_email,
         ],
-        activity_executor=ThreadPoolExecutor(4),
-        graceful_shutdown_timeout=__import__("datetime").timedelta(seconds=30),
+        graceful_shutdown_timeout=timedelta(seconds=30),
     )
 
 

@@ -6,6 +6,7 @@ parsed. Every refusal answers `{"error": CODE, "message": TEXT}`; never a traceb
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -178,7 +179,7 @@ def create_app(ingress: Ingress, panel_secret: str, payments_secret: str) -> Fas
         except Exception as error:  # noqa: BLE001 - health reports, it does not raise
             checks["postgres"] = f"down: {type(error).__name__}"
         try:
-            await ingress.client.service_client.check_health(timeout=__import__("datetime").timedelta(seconds=3))
+            await ingress.client.service_client.check_health(timeout=timedelta(seconds=3))
             checks["temporal"] = "ok"
         except Exception as error:  # noqa: BLE001
             checks["temporal"] = f"down: {type(error).__name__}"
