@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -101,6 +102,8 @@ async def test_main_paths_replay_deterministically(env, store, ingress, name):
     handle = handle_of(env.client, username)
     assert (await handle.result()).stage == stage
     history = await handle.fetch_history()
+    # Normal operation never fails a workflow task: refusals fail updates, not the workflow.
+    assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
     await replayer().replay_workflow(history)
     if RECORD:
         HISTORIES.mkdir(exist_ok=True)
