@@ -7,8 +7,11 @@ captured request cannot be replayed later. Compared in constant time.
 
 import hashlib
 import hmac
+import re
 
 TOLERANCE_SECONDS = 300
+# ASCII digits only: str.isdigit() also takes '²', which int() then refuses.
+_UNIX_SECONDS = re.compile(r"^[0-9]{1,12}\Z")
 
 
 class SignatureError(Exception):
@@ -27,7 +30,7 @@ def signed_headers(secret: str, timestamp: int, body: bytes) -> dict[str, str]:
 def verify(secret: str, timestamp: str | None, signature: str | None, body: bytes, now: float) -> None:
     if not timestamp or not signature:
         raise SignatureError("missing X-Timestamp or X-Signature header")
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    if not _UNIX_SECONDS.match(timestamp):
         raise SignatureError("X-Timestamp must be unix seconds")
     if abs(now - int(timestamp)) > TOLERANCE_SECONDS:
         raise SignatureError("X-Timestamp is more than 5 minutes from the server's clock")

@@ -399,11 +399,6 @@ async def test_401_timestamp_more_than_5_minutes_from_server_clock(
     assert "5 minutes" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingress/signing.py:30 checks str.isdigit(), which accepts '²' (latin-1 0xB2); int() then raises "
-    "ValueError and the app answers 503 unavailable instead of 401",
-)
 async def test_401_timestamp_not_unix_seconds(ingress: Ingress) -> None:
     # Its own client: the module's re-raises app exceptions, and this asserts what a caller would see.
     transport = httpx.ASGITransport(app=create_app(ingress, PANEL, PAYMENTS), raise_app_exceptions=False)
