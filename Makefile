@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run servers test lint clean
+.PHONY: install run servers test lint screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ lint: install
 
 test: install lint
 	$(PY) -m pytest
+
+## With `make run` up: open the Web UI in headless Chromium and refresh docs/renewal-ui.png.
+screenshot: install
+	$(PY) -m pip install --quiet -e '.[dev,browser]'
+	$(PY) -m stack.screenshot --username $(or $(USERNAME),demo-storage95) --out docs/renewal-ui.png
 
 clean:
 	rm -rf $(VENV) *.egg-info

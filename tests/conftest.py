@@ -8,6 +8,9 @@ use none of this: the fixtures are lazy and start only when a test asks for them
 import asyncio
 import email
 import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -202,3 +205,40 @@ def payment(
 
 async def pay(ingress: Ingress, order_number: str, amount_cents: int, **kwargs: Any) -> PaymentOutcome:
     return await ingress.payment(payment(order_number, amount_cents, **kwargs))
+
+
+# ---------------------------------------------------------------------- the whole local stack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stack_env(data_dir: Path) -> dict[str, str]:
+    return {
+        "RENEWALS_DATA_DIR": str(data_dir),
+        "MAIL_SINK_DIR": str(data_dir / "mail"),
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/renewals",
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TEMPORAL_UI_PORT": str(free_port()),
+        "SMTP_PORT": str(free_port()),
+        "INGRESS_PORT": str(free_port()),
+    }
+
+
+def start_stack(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stack", "run"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if "running; Ctrl-C stops everything" in line or not line:
+            break
+    return process, "".join(lines)

@@ -8,7 +8,6 @@ import signal
 import smtplib
 import subprocess
 import sys
-import time
 import uuid
 from datetime import timedelta
 from email.message import EmailMessage
@@ -20,8 +19,7 @@ import pytest
 
 from activities.store import apply_migrations
 from stack.database import ensure_database
-from stack.postgres import free_port
-from tests.conftest import eventually, today
+from tests.conftest import eventually, stack_env, start_stack, today
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,38 +166,6 @@ async def test_sink_saves_each_accepted_message_as_an_eml_file(mail_sink):
 
 
 # ---------------------------------------------------------------------- the whole local stack
-
-
-def stack_env(data_dir: Path) -> dict[str, str]:
-    return {
-        "RENEWALS_DATA_DIR": str(data_dir),
-        "MAIL_SINK_DIR": str(data_dir / "mail"),
-        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/renewals",
-        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "TEMPORAL_UI_PORT": str(free_port()),
-        "SMTP_PORT": str(free_port()),
-        "INGRESS_PORT": str(free_port()),
-    }
-
-
-def start_stack(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stack", "run"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        lines.append(line)
-        if "running; Ctrl-C stops everything" in line or not line:
-            break
-    return process, "".join(lines)
 
 
 async def test_make_run_stack_starts_serves_stops_and_keeps_its_data(tmp_path):
