@@ -33,6 +33,7 @@ from renewals.models import (
     CheckoutSubmitted,
     DiscountCodeApplied,
     ExtendDeadline,
+    Mode,
     OpenRequest,
     OrderView,
     PanelEvent,
@@ -96,7 +97,8 @@ class Ingress:
 
     async def _panel(self, event: PanelEvent) -> CartView | OrderView:
         if isinstance(event, RenewRequested | ReactivateRequested):
-            return await self.open(event.username, "renew" if isinstance(event, RenewRequested) else "reactivate")
+            mode: Mode = "renew" if isinstance(event, RenewRequested) else "reactivate"
+            return await self.open(event.username, mode)
         handle = self.client.get_workflow_handle_for(RenewalWorkflow.run, workflow_id(event.username))
         if isinstance(event, AddonAdded):
             return await handle.execute_update(
@@ -113,13 +115,13 @@ class Ingress:
             )
         raise RenewalsError(errors.INVALID_REQUEST, f"unknown event {event!r}")
 
-    async def open(self, username: str, mode: str) -> CartView:
+    async def open(self, username: str, mode: Mode) -> CartView:
         """Update-with-start: a new renewal, or the one already open for this service (P8)."""
         if await self.store.get_service(username) is None:
             raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
         start = WithStartWorkflowOperation(
             RenewalWorkflow.run,
-            RenewalInput(username=username, mode=mode, policy=self.policy),  # type: ignore[arg-type]
+            RenewalInput(username=username, mode=mode, policy=self.policy),
             id=workflow_id(username),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -130,7 +132,7 @@ class Ingress:
         )
         return await self.client.execute_update_with_start_workflow(
             RenewalWorkflow.open,
-            OpenRequest(mode=mode),  # type: ignore[arg-type]
+            OpenRequest(mode=mode),
             start_workflow_operation=start,
         )
 

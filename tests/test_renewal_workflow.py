@@ -392,6 +392,16 @@ async def test_p3_reactivation_deadline_never_passes_the_90_day_window(env, stor
     assert refused.value.status == 409 and "reactivation window" in refused.value.message
 
 
+async def test_r2_reactivation_cart_cannot_check_out_once_the_window_closed(env, store, ingress):
+    service = await new_service(store, expires_on=today() - timedelta(days=85))
+    await open_cart(ingress, service.username, "reactivate")
+    await env.fast_forward(handle_of(env.client, service.username), timedelta(days=6))
+    with pytest.raises(RenewalsError) as refused:
+        await checkout(ingress, service.username)
+    assert refused.value.status == 409 and "reactivation window closed" in refused.value.message
+    assert await store.pool.fetchval("SELECT count(*) FROM orders WHERE username = $1", service.username) == 0
+
+
 async def test_p10_late_payment_after_lapse_is_unmatched_and_revives_nothing(env, store, ingress):
     service = await new_service(store)
     await open_cart(ingress, service.username)

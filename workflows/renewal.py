@@ -70,8 +70,14 @@ class _Order:
     """The order once checked out: what was bought and what has been paid."""
 
     def __init__(
-        self, number: str, years: int, method: PaymentMethod, lines: list[OrderLine],
-        quote: Quote, ordered_at: datetime, due_by: datetime,
+        self,
+        number: str,
+        years: int,
+        method: PaymentMethod,
+        lines: list[OrderLine],
+        quote: Quote,
+        ordered_at: datetime,
+        due_by: datetime,
     ) -> None:
         self.number = number
         self.years = years
@@ -196,7 +202,8 @@ class RenewalWorkflow:
                     self._changed_since(seen),
                     timeout=wake_at - now,
                     timeout_summary=(
-                        f"reminder {sent + 1} for {order.number}" if reminder_due
+                        f"reminder {sent + 1} for {order.number}"
+                        if reminder_due
                         else f"payment deadline of {order.number} (P3)"
                     ),
                 )
@@ -216,10 +223,7 @@ class RenewalWorkflow:
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
-            summary=(
-                f"activate {order.number}: expiry {cart.service.expires_on} → "
-                f"{cart.renewed_until(order.years)}"
-            ),
+            summary=(f"activate {order.number}: expiry {cart.service.expires_on} → {cart.renewed_until(order.years)}"),
         )
         order.new_expires_on = activation.new_expires_on
         self._set_stage(Stage.ACTIVATED, event=f"activated until {activation.new_expires_on}")
@@ -395,25 +399,27 @@ class RenewalWorkflow:
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
-                summary=(
-                    f"create order: {request.years}y by {request.payment_method}, "
-                    f"{euro(quote.total_cents)}"
-                ),
+                summary=(f"create order: {request.years}y by {request.payment_method}, {euro(quote.total_cents)}"),
             )
         finally:
             self._checking_out = False
-        self._order = _Order(
-            created.order_number, request.years, request.payment_method, lines, quote, now, due_by
-        )
+        self._order = _Order(created.order_number, request.years, request.payment_method, lines, quote, now, due_by)
         self._set_stage(Stage.AWAITING_PAYMENT, event=f"order {created.order_number} confirmed")
         return self._order_view()
 
     @checkout.validator
     def _validate_checkout(self, request: Checkout) -> None:
         self._require_cart_stage()
-        reason = years_refusal(request.years, self._require_cart().service.promotional)
+        cart = self._require_cart()
+        reason = years_refusal(request.years, cart.service.promotional)
         if reason:
             raise _refuse(reason, errors.INVALID_REQUEST)
+        if cart.mode == "reactivate" and workflow.now() >= self._window_end():
+            # The cart was opened in time, but the service ceased while it sat there (R2).
+            raise _refuse(
+                f"the reactivation window closed on {self._window_end():%Y-%m-%d}: "
+                "the service is ceased and can no longer be reactivated (R2)"
+            )
 
     def _deadline(self, ordered_at: datetime) -> datetime:
         """P3: the payment deadline; a reactivation's never passes the end of the R2 window."""
@@ -457,8 +463,11 @@ class RenewalWorkflow:
             )
         else:
             outcome = apply_payment(
-                order.number, entry.transaction_id, order.quote.total_cents,
-                order.paid_cents, entry.amount_cents,
+                order.number,
+                entry.transaction_id,
+                order.quote.total_cents,
+                order.paid_cents,
+                entry.amount_cents,
             )
             order.paid_cents = outcome.paid_cents
         self._payments[entry.transaction_id] = PaymentSeen(
@@ -472,9 +481,7 @@ class RenewalWorkflow:
         self._outbox.append(SettlePayment(entry=entry, outcome=outcome))
         if outcome.status == "partial":
             self._outbox.append(
-                self._email_request(
-                    "balance_due", f"{entry.order_number}:balance_due:{entry.transaction_id}"
-                )
+                self._email_request("balance_due", f"{entry.order_number}:balance_due:{entry.transaction_id}")
             )
         self._touch(
             f"payment {entry.transaction_id} {euro(entry.amount_cents)}: {outcome.status}"
@@ -584,7 +591,11 @@ class RenewalWorkflow:
         self._show_details()
 
     def _set_stage(
-        self, stage: Stage, *, reason: str | None = None, event: str | None = None,
+        self,
+        stage: Stage,
+        *,
+        reason: str | None = None,
+        event: str | None = None,
         kind: str = errors.NOT_ALLOWED,
     ) -> None:
         self._stage = stage
@@ -632,4 +643,3 @@ class RenewalWorkflow:
         if self._order is None:
             raise _refuse(f"there is no order: the renewal is {self._stage.value}")
         return self._order
-
