@@ -118,3 +118,33 @@ def _txn(events: list[Any]) -> str:
         if text.startswith("ledger "):
             return text.split()[1].rstrip(":")
     return ""
+
+
+async def test_an_activity_stuck_in_retries_shows_its_last_error(env, store):
+    """SMTP down: the email activity retries, and describe (the UI's Pending Activities) says why."""
+    from activities.mail import Mailer
+    from ingress.operations import Ingress
+    from stack.postgres import free_port
+    from tests.conftest import POLICY
+    from worker import build_worker
+
+    task_queue = "renewals-smtp-down"
+    nowhere = Mailer(store, "127.0.0.1", free_port(), "Rinnovi <rinnovi@renewals.localhost>")
+    ingress = Ingress(env.client, store, POLICY, task_queue)
+    service = await new_service(store)
+    handle = handle_of(env.client, service.username)
+    async with build_worker(env.client, store, nowhere, task_queue):
+        await ingress.panel(RenewRequested(type="renew_requested", username=service.username))
+        await ingress.panel(
+            CheckoutSubmitted(type="checkout_submitted", username=service.username, payment_method="card", years=1)
+        )
+
+        async def stuck() -> Any:
+            pending = (await handle.describe()).raw_description.pending_activities
+            retried = [p for p in pending if p.activity_type.name == "send_email" and p.attempt >= 2]
+            return retried[0] if retried else None
+
+        activity = await eventually(stuck, what="the email activity to be retrying")
+        assert "connect" in activity.last_failure.message.lower()
+        assert (await attributes(env.client, service.username))["RenewalStage"] == "AWAITING_PAYMENT"
+        await handle.terminate("test over")
