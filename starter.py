@@ -30,6 +30,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from activities.store import Store
 from ingress.operations import Ingress, RenewalsError
+from ingress.ratelimit import RateLimiter
 from ingress.signing import signed_headers
 from renewals.config import Settings, load_settings
 from renewals.models import PaymentRegistered, ServiceRecord
@@ -132,6 +133,7 @@ def serve(settings: Settings) -> None:
             Ingress(client, store, settings.policy(), settings.temporal_task_queue),
             settings.panel_secret,
             settings.payments_secret,
+            RateLimiter(settings.panel_rate_per_minute / 60, settings.panel_burst),
         )
         config = uvicorn.Config(app, host="127.0.0.1", port=settings.ingress_port, log_level="info")
         try:

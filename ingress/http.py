@@ -5,6 +5,7 @@ parsed. Every refusal answers `{"error": CODE, "message": TEXT}`; never a traceb
 """
 
 import logging
+import math
 import time
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
 from ingress.operations import Ingress, RenewalsError
+from ingress.ratelimit import RateLimiter
 from ingress.signing import SignatureError, verify
 from renewals.models import (
     CartView,
@@ -94,7 +96,9 @@ def schema_of(model: Any) -> dict[str, Any]:
     }
 
 
-def create_app(ingress: Ingress, panel_secret: str, payments_secret: str) -> FastAPI:
+def create_app(
+    ingress: Ingress, panel_secret: str, payments_secret: str, limiter: RateLimiter | None = None
+) -> FastAPI:
     app = FastAPI(
         title="Renewals ingress",
         version="1",
@@ -142,6 +146,13 @@ def create_app(ingress: Ingress, panel_secret: str, payments_secret: str) -> Fas
     )
     async def panel_event(request: Request) -> JSONResponse:
         event = parse(PANEL_EVENTS, await signed_body(request, panel_secret))
+        wait = limiter.retry_after(event.username) if limiter else None
+        if wait is not None:
+            response = error_response(
+                429, "rate_limited", f"too many events for {event.username}; retry in {math.ceil(wait)} s"
+            )
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
         return answer(await ingress.panel(event))
 
     @app.post(

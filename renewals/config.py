@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     panel_secret: str = Field("dev-panel-secret", alias="PANEL_SECRET", min_length=8)
     payments_secret: str = Field("dev-payments-secret", alias="PAYMENTS_SECRET", min_length=8)
     ingress_port: int = Field(8000, alias="INGRESS_PORT")
+    # Per username on /panel/events: sustained events per minute, and the burst allowed.
+    panel_rate_per_minute: int = Field(120, alias="PANEL_RATE_PER_MINUTE", ge=1)
+    panel_burst: int = Field(20, alias="PANEL_BURST", ge=1)
     data_dir: Path = Field(Path("var"), alias="RENEWALS_DATA_DIR")
     mail_sink_dir: Path = Field(Path("var/mail"), alias="MAIL_SINK_DIR")
     reminders: Durations = Field(
