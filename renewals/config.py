@@ -38,9 +38,7 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", alias="TEMPORAL_NAMESPACE")
     temporal_task_queue: str = Field(TASK_QUEUE, alias="TEMPORAL_TASK_QUEUE")
     temporal_ui_port: int = Field(8233, alias="TEMPORAL_UI_PORT")
-    database_url: str = Field(
-        "postgresql://postgres@127.0.0.1:54329/renewals", alias="DATABASE_URL"
-    )
+    database_url: str = Field("postgresql://postgres@127.0.0.1:54329/renewals", alias="DATABASE_URL")
     smtp_host: str = Field("127.0.0.1", alias="SMTP_HOST")
     smtp_port: int = Field(2525, alias="SMTP_PORT")
     smtp_sender: str = Field("Rinnovi <rinnovi@renewals.localhost>", alias="SMTP_SENDER")
@@ -52,14 +50,11 @@ class Settings(BaseSettings):
     panel_burst: int = Field(20, alias="PANEL_BURST", ge=1)
     data_dir: Path = Field(Path("var"), alias="RENEWALS_DATA_DIR")
     mail_sink_dir: Path = Field(Path("var/mail"), alias="MAIL_SINK_DIR")
-    reminders: Durations = Field(
-        default_factory=lambda: parse_durations("3d,7d,14d"), alias="RENEWALS_REMINDERS"
-    )
+    reminders: Durations = Field(default_factory=lambda: parse_durations("3d,7d,14d"), alias="RENEWALS_REMINDERS")
     payment_deadline: Duration = Field(timedelta(days=30), alias="RENEWALS_PAYMENT_DEADLINE")
     cart_idle: Duration = Field(timedelta(days=7), alias="RENEWALS_CART_IDLE")
-    reactivation_window: Duration = Field(
-        timedelta(days=90), alias="RENEWALS_REACTIVATION_WINDOW"
-    )
+    reactivation_window: Duration = Field(timedelta(days=90), alias="RENEWALS_REACTIVATION_WINDOW")
+    instant_payment_grace: Duration = Field(timedelta(minutes=15), alias="RENEWALS_INSTANT_PAYMENT_GRACE")
 
     def policy(self) -> Policy:
         """The waits a renewal runs under; they travel in the workflow's input."""
@@ -68,6 +63,7 @@ class Settings(BaseSettings):
             payment_deadline=self.payment_deadline,
             cart_idle=self.cart_idle,
             reactivation_window=self.reactivation_window,
+            instant_payment_grace=self.instant_payment_grace,
         )
 
 

@@ -19,12 +19,11 @@ from pydantic import (
 )
 
 # Usernames reach SQL (always as parameters), workflow ids and email subjects: keep them plain.
-Username = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$", strict=True)
-]
+Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$", strict=True)]
 AddonName = Literal["extra_storage", "extra_users"]
 ADDONS: tuple[AddonName, ...] = ("extra_storage", "extra_users")
 PaymentMethod = Literal["card", "paypal", "bank_transfer", "postal_slip"]
+INSTANT_METHODS: tuple[PaymentMethod, ...] = ("card", "paypal")
 Mode = Literal["renew", "reactivate"]
 PaymentStatus = Literal["applied", "partial", "overpaid", "duplicate", "unmatched"]
 OrderNumber = Annotated[str, StringConstraints(pattern=r"^FE-\d{4}-\d{6,}$")]
@@ -40,9 +39,7 @@ def _no_control_characters(value: str) -> str:
 
 
 PlainText = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_control_characters)]
-Email = Annotated[
-    str, StringConstraints(pattern=r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$", max_length=254)
-]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$", max_length=254)]
 
 
 class Model(BaseModel):
@@ -64,9 +61,7 @@ class Stage(StrEnum):
     REFUSED = "REFUSED"
 
 
-CLOSED_STAGES = frozenset(
-    {Stage.ACTIVATED, Stage.CART_ABANDONED, Stage.ORDER_EXPIRED, Stage.CANCELLED, Stage.REFUSED}
-)
+CLOSED_STAGES = frozenset({Stage.ACTIVATED, Stage.CART_ABANDONED, Stage.ORDER_EXPIRED, Stage.CANCELLED, Stage.REFUSED})
 
 
 class AddonQuantity(Model):
@@ -128,12 +123,15 @@ class DiscountCode(Model):
 
 
 class Policy(Model):
-    """The waits of P2, P3, P4 and R2; from the environment, carried in the workflow input."""
+    """The waits of P2, P3, P4, R2 and R6; from the environment, carried in the workflow input."""
 
     reminders: list[timedelta]
     payment_deadline: timedelta
     cart_idle: timedelta
     reactivation_window: timedelta
+    # R6: a card or PayPal order is normally paid at once; the instructions email waits this
+    # long for that payment first. (A default, so inputs recorded before it still load.)
+    instant_payment_grace: timedelta = timedelta(minutes=15)
 
 
 # ---------------------------------------------------------------- workflow input and updates
@@ -458,12 +456,7 @@ class CheckoutSubmitted(Model):
 
 
 PanelEvent = Annotated[
-    RenewRequested
-    | ReactivateRequested
-    | AddonAdded
-    | AddonRemoved
-    | DiscountCodeApplied
-    | CheckoutSubmitted,
+    RenewRequested | ReactivateRequested | AddonAdded | AddonRemoved | DiscountCodeApplied | CheckoutSubmitted,
     Field(discriminator="type"),
 ]
 

@@ -136,7 +136,9 @@ async def test_an_activity_stuck_in_retries_shows_its_last_error(env, store):
     async with build_worker(env.client, store, nowhere, task_queue):
         await ingress.panel(RenewRequested(type="renew_requested", username=service.username))
         await ingress.panel(
-            CheckoutSubmitted(type="checkout_submitted", username=service.username, payment_method="card", years=1)
+            CheckoutSubmitted(
+                type="checkout_submitted", username=service.username, payment_method="bank_transfer", years=1
+            )
         )
 
         async def stuck() -> Any:

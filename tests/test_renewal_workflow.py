@@ -231,6 +231,27 @@ async def test_r6_checkout_confirms_the_order_and_emails_payment_instructions(en
     assert refused.value.status == 409
 
 
+async def test_r6_card_paid_at_once_gets_no_payment_instructions(env, store, ingress, mail_sink):
+    service = await new_service(store)
+    await open_cart(ingress, service.username)
+    order = await checkout(ingress, service.username, method="card")
+    await pay(ingress, order.order_number, order.total_cents, method="card")
+    assert (await handle_of(env.client, service.username).result()).stage == Stage.ACTIVATED
+    await emails_to(mail_sink, service.username, "Rinnovo completato")
+    assert not [s for s in subjects(mail_sink, service.username) if "come completare" in s]
+
+
+async def test_r6_unpaid_paypal_order_gets_instructions_after_the_grace(env, store, ingress, mail_sink):
+    service = await new_service(store)
+    await open_cart(ingress, service.username)
+    await checkout(ingress, service.username, method="paypal")
+    handle = handle_of(env.client, service.username)
+    await env.fast_forward(handle, timedelta(minutes=14))
+    assert not subjects(mail_sink, service.username)
+    await env.fast_forward(handle, timedelta(minutes=1))
+    await emails_to(mail_sink, service.username, "come completare il pagamento")
+
+
 async def test_p6_order_lines_and_totals_in_integer_cents(env, store, ingress):
     service = await new_service(store, addons=[AddonQuantity(addon="extra_storage", quantity=1)])
     await open_cart(ingress, service.username)

@@ -1,10 +1,12 @@
 """Determinism: recorded histories of the main paths replay against today's workflow code.
 
 `tests/histories/*.json` were recorded from real runs; a change to the workflow that alters its
-command sequence without `workflow.patched` fails here. Re-record on purpose with
-`RENEWALS_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/test_replay.py`.
+command sequence without `workflow.patched` fails here. `RENEWALS_RECORD_HISTORIES=1 .venv/bin/python
+-m pytest tests/test_replay.py` records the paths that have no history yet; histories recorded before
+a patched change are kept, to prove running renewals survive it.
 """
 
+import json
 import os
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -26,7 +28,7 @@ from renewals.models import (
     Stage,
 )
 from tests.conftest import handle_of, new_service, pay, today
-from workflows.renewal import RenewalWorkflow
+from workflows.renewal import INSTANT_PAYMENT_GRACE_PATCH, RenewalWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORD = os.environ.get("RENEWALS_RECORD_HISTORIES") == "1"
@@ -72,6 +74,17 @@ async def cancelled_reactivation(env, store, ingress: Ingress) -> str:
     return user
 
 
+async def card_paid_at_once(env, store, ingress: Ingress) -> str:
+    service = await new_service(store)
+    user = service.username
+    await ingress.panel(RenewRequested(type="renew_requested", username=user))
+    order = await ingress.panel(
+        CheckoutSubmitted(type="checkout_submitted", username=user, payment_method="card", years=1)
+    )
+    await pay(ingress, order.order_number, order.total_cents, method="card")
+    return user
+
+
 async def abandoned(env, store, ingress: Ingress) -> str:
     service = await new_service(store)
     await ingress.panel(RenewRequested(type="renew_requested", username=service.username))
@@ -91,6 +104,7 @@ PATHS: dict[str, tuple[Callable[..., Awaitable[str]], Stage]] = {
     "lapsed": (lapsed, Stage.ORDER_EXPIRED),
     "cancelled_reactivation": (cancelled_reactivation, Stage.CANCELLED),
     "abandoned": (abandoned, Stage.CART_ABANDONED),
+    "card_paid_at_once": (card_paid_at_once, Stage.ACTIVATED),
     "refused": (refused, Stage.REFUSED),
 }
 
@@ -105,7 +119,7 @@ async def test_main_paths_replay_deterministically(env, store, ingress, name):
     # Normal operation never fails a workflow task: refusals fail updates, not the workflow.
     assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
     await replayer().replay_workflow(history)
-    if RECORD:
+    if RECORD and not (HISTORIES / f"{name}.json").exists():
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / f"{name}.json").write_text(history.to_json())
 
@@ -119,3 +133,33 @@ async def test_recorded_history_replays(path: Path):
 
 def test_every_main_path_has_a_recorded_history():
     assert {path.stem for path in HISTORIES.glob("*.json")} == set(PATHS)
+
+
+def checkout_of(history: WorkflowHistory) -> dict[str, object]:
+    """The checkout update's input, as the panel sent it."""
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+            if request.input.name == "checkout":
+                return dict(json.loads(request.input.args.payloads[0].data))
+    raise AssertionError("no checkout in this history")
+
+
+def patch_markers(history: WorkflowHistory) -> list[str]:
+    return [
+        e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data.decode()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+
+
+async def test_card_history_recorded_before_the_instant_payment_patch_still_replays():
+    """A card renewal recorded before INSTANT_PAYMENT_GRACE_PATCH (no marker: instructions at
+    once) replays on today's code, which takes the old branch for it."""
+    before = WorkflowHistory.from_json("before", (HISTORIES / "cancelled_reactivation.json").read_text())
+    assert not patch_markers(before)
+    assert checkout_of(before)["payment_method"] == "card"
+    await replayer().replay_workflow(before)
+    after = WorkflowHistory.from_json("after", (HISTORIES / "card_paid_at_once.json").read_text())
+    assert any(INSTANT_PAYMENT_GRACE_PATCH in marker for marker in patch_markers(after))
+    await replayer().replay_workflow(after)

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from renewals.durations import format_duration
     from renewals.eligibility import refusal
     from renewals.models import (
+        INSTANT_METHODS,
         Activate,
         AddAddon,
         ApplyDiscount,
@@ -55,6 +56,8 @@ with workflow.unsafe.imports_passed_through():
     from renewals.payments import apply_payment, instructions
     from renewals.pricing import discount_refusal, euro
     from renewals.terms import years_refusal
+
+INSTANT_PAYMENT_GRACE_PATCH = "instant-payment-grace"
 
 # Transient failures (a connection refused, an SMTP 4xx, a timeout) retry with backoff for as long
 # as it takes; business errors are raised non-retryable by the activities themselves.
@@ -174,7 +177,22 @@ class RenewalWorkflow:
     async def _await_payment(self, input: RenewalInput) -> None:
         """P2 reminders, P3 deadline, P5 payments, ops cancel: until paid, lapsed or cancelled."""
         order = self._require_order()
-        await self._email("payment_instructions", f"{order.number}:payment_instructions")
+        # Versioned change (R6: instructions only "if it is not paid at once"). Renewals that
+        # started before it have no marker in their history and keep emailing at once.
+        if workflow.patched(INSTANT_PAYMENT_GRACE_PATCH):
+            if order.method in INSTANT_METHODS:
+                try:
+                    await workflow.wait_condition(
+                        lambda: order.paid_cents >= order.quote.total_cents or self._cancel_reason is not None,
+                        timeout=input.policy.instant_payment_grace,
+                        timeout_summary=f"{order.method} payment of {order.number} at once (R6)",
+                    )
+                except TimeoutError:
+                    pass
+            if order.paid_cents < order.quote.total_cents and self._cancel_reason is None:
+                await self._email("payment_instructions", f"{order.number}:payment_instructions")
+        else:
+            await self._email("payment_instructions", f"{order.number}:payment_instructions")
         reminders = [after(order.ordered_at, wait) for wait in input.policy.reminders]
         sent = 0
         while True:
