@@ -39,9 +39,7 @@ class Cart(Model):
         return self.model_copy(update={"added": _lines(added)})
 
     def without_addon(self, addon: AddonName) -> "Cart":
-        return self.model_copy(
-            update={"added": [line for line in self.added if line.addon != addon]}
-        )
+        return self.model_copy(update={"added": [line for line in self.added if line.addon != addon]})
 
     def has_in_cart(self, addon: AddonName) -> bool:
         return any(line.addon == addon for line in self.added)
@@ -63,9 +61,7 @@ class Cart(Model):
         available = [
             AddonQuantity(
                 addon=addon,
-                quantity=alert.suggested_packs
-                if addon == "extra_storage" and alert and alert.suggested_packs
-                else 1,
+                quantity=alert.suggested_packs if addon == "extra_storage" and alert and alert.suggested_packs else 1,
             )
             for addon in ADDONS
             if addon not in owned

@@ -30,13 +30,15 @@ def eligibility(service: ServiceRecord, today: date, window: timedelta) -> Eligi
     status = service_status(service, today, window)
     if status == "ceased":
         return Eligibility(
-            status, None,
+            status,
+            None,
             f"the service expired on {service.expires_on.isoformat()}, "
             f"{window.days} or more days ago, and is ceased: it can no longer be renewed or reactivated (R2)",
         )
     if service.auto_renew:
         return Eligibility(
-            status, None,
+            status,
+            None,
             "auto-renew is on: the service renews by itself at expiry, so Renew is not offered (R1)",
         )
     return Eligibility(status, "renew" if status == "active" else "reactivate", None)
@@ -49,12 +51,6 @@ def refusal(service: ServiceRecord, mode: Mode, today: date, window: timedelta) 
         return found.reason
     if found.action != mode:
         if mode == "renew":
-            return (
-                f"the service expired on {service.expires_on.isoformat()}: "
-                "it can be reactivated, not renewed (R2)"
-            )
-        return (
-            f"the service is active until {service.expires_on.isoformat()}: "
-            "it can be renewed, not reactivated (R2)"
-        )
+            return f"the service expired on {service.expires_on.isoformat()}: it can be reactivated, not renewed (R2)"
+        return f"the service is active until {service.expires_on.isoformat()}: it can be renewed, not reactivated (R2)"
     return None

@@ -4,12 +4,12 @@ Workflow validators and handlers raise `ApplicationError(message, type=...)` wit
 the ingress turns them into the contract's `{"error": CODE, "message": TEXT}` answers.
 """
 
-NOT_ALLOWED = "NotAllowed"          # the action is not allowed now (R1, R2, wrong stage)
+NOT_ALLOWED = "NotAllowed"  # the action is not allowed now (R1, R2, wrong stage)
 INVALID_REQUEST = "InvalidRequest"  # the input is malformed or breaks a rule (R5, unknown code)
 UNKNOWN_SERVICE = "UnknownService"  # no service with that username
-UNKNOWN_ORDER = "UnknownOrder"      # no order with that number
-ORDER_CLOSED = "OrderClosed"        # activation of an order that lapsed or was cancelled
-MAIL_REJECTED = "MailRejected"      # the SMTP server refused an email for good
+UNKNOWN_ORDER = "UnknownOrder"  # no order with that number
+ORDER_CLOSED = "OrderClosed"  # activation of an order that lapsed or was cancelled
+MAIL_REJECTED = "MailRejected"  # the SMTP server refused an email for good
 
 # type → (HTTP status, the contract's error code)
 HTTP = {

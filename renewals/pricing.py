@@ -52,9 +52,7 @@ def quote(lines: list[OrderLine], discount: DiscountCode | None) -> Quote:
     """Net, discount (only on the code's product when it names one), VAT 22 % half-up, total."""
     net = sum(line.net_cents for line in lines)
     discounted_base = sum(
-        line.net_cents
-        for line in lines
-        if discount is not None and discount.product in (None, line.product)
+        line.net_cents for line in lines if discount is not None and discount.product in (None, line.product)
     )
     discount_cents = half_up(discounted_base * discount.percent_off, 100) if discount else 0
     vat = half_up((net - discount_cents) * VAT_PERCENT, 100)

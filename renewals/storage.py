@@ -10,9 +10,7 @@ ALERT_ABOVE_PERCENT = 70
 RED_ABOVE_PERCENT = 90
 
 
-def storage_alert(
-    service: ServiceRecord, today: date, renewed_until: date, pack_mb: int
-) -> StorageAlert | None:
+def storage_alert(service: ServiceRecord, today: date, renewed_until: date, pack_mb: int) -> StorageAlert | None:
     """None up to 70 % use; else yellow or red with the extra space needed until `renewed_until`.
 
     P7: daily rate = used / days since purchase; projected = used + rate × days until the expiry
