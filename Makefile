@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run servers test lint screenshot clean
+.PHONY: install run servers test lint faults screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ lint: install
 
 test: install lint
 	$(PY) -m pytest
+
+## Break things on purpose: worker SIGKILLs, a Temporal restart, PostgreSQL down 20 s, SMTP down
+## 60 s, each during FAULTS_RENEWALS (100) renewals; one line of figures per fault.
+faults: install
+	$(PY) -m pytest tests/faults -m 'slow or not slow' -s -q -p no:cacheprovider
 
 ## With `make run` up: open the Web UI in headless Chromium and refresh docs/renewal-ui.png.
 screenshot: install

@@ -1,6 +1,7 @@
 """Every email: Italian templates rendered and sent over SMTP, each logged under its key first so
 a retried activity never sends the same logical email twice, with a stable Message-ID."""
 
+import asyncio
 import hashlib
 import re
 from datetime import UTC, date, datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 from string import Template
 
 import aiosmtplib
+import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -80,8 +82,13 @@ class Mailer:
         subject, body = render(request)
         mid = message_id(request.key)
         status = await self.store.claim_email(
-            request.key, request.template, request.to_email, subject, mid,
-            request.username, request.order_number,
+            request.key,
+            request.template,
+            request.to_email,
+            subject,
+            mid,
+            request.username,
+            request.order_number,
         )
         if status == "sent":
             return EmailSent(message_id=mid, already_sent=True)
@@ -94,7 +101,8 @@ class Mailer:
         message["X-Renewals-Key"] = request.key
         message.set_content(body)
         try:
-            await aiosmtplib.send(message, hostname=self.host, port=self.port, timeout=30)
+            # Under the heartbeat timeout (30 s), so an attempt never outlives its own retry.
+            await aiosmtplib.send(message, hostname=self.host, port=self.port, timeout=20)
         except aiosmtplib.SMTPResponseException as error:
             if 500 <= error.code < 600:
                 # A permanent refusal will not heal by retrying: ops must look at it.
@@ -104,5 +112,18 @@ class Mailer:
                     non_retryable=True,
                 ) from error
             raise
-        await self.store.mark_email_sent(request.key, datetime.now(UTC))
+        await self._record_sent(request.key)
         return EmailSent(message_id=mid, already_sent=False)
+
+    async def _record_sent(self, key: str) -> None:
+        """The email is out: failing now would send it again on retry, so wait for PostgreSQL
+        instead (heartbeating, so a dead worker is still noticed)."""
+        delay = 0.5
+        while True:
+            try:
+                await self.store.mark_email_sent(key, datetime.now(UTC))
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                activity.heartbeat(f"email {key} sent; recording it: {error}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -63,6 +63,7 @@ INSTANT_PAYMENT_GRACE_PATCH = "instant-payment-grace"
 # as it takes; business errors are raised non-retryable by the activities themselves.
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+EMAIL_TIMEOUT = timedelta(minutes=10)
 
 
 def _refuse(message: str, kind: str = errors.NOT_ALLOWED) -> ApplicationError:
@@ -312,7 +313,9 @@ class RenewalWorkflow:
         await workflow.execute_activity_method(
             Mailer.send_email,
             item,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            # Long enough to outlast a database outage after the email is out (see Mailer).
+            start_to_close_timeout=EMAIL_TIMEOUT,
+            heartbeat_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
             summary=f"email {item.template.replace('_', ' ')} {item.order_number or item.username}",
         )
