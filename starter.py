@@ -123,6 +123,9 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from ingress.http import create_app
+    from telemetry import configure_logging
+
+    configure_logging(settings)
 
     async def main() -> None:
         from worker import connect
@@ -135,7 +138,16 @@ def serve(settings: Settings) -> None:
             settings.payments_secret,
             RateLimiter(settings.panel_rate_per_minute / 60, settings.panel_burst),
         )
-        config = uvicorn.Config(app, host="127.0.0.1", port=settings.ingress_port, log_level="info")
+        # log_config=None: uvicorn's lines go through our handler (JSON in production); the
+        # per-request line is ingress/metrics.py's, with the renewal and the order in it.
+        config = uvicorn.Config(
+            app,
+            host=settings.ingress_host,
+            port=settings.ingress_port,
+            log_config=None,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
         try:
             await uvicorn.Server(config).serve()
         finally:

@@ -1,7 +1,8 @@
 """The Temporal worker: the renewal workflow and its activities, on the `renewals` task queue.
 
 `python worker.py` reads the configuration from the environment; SIGTERM or Ctrl-C stops polling
-and lets running activities finish before it exits.
+and lets running activities finish (up to GRACEFUL_SHUTDOWN) before it exits. Logs, the activity
+log line and the SDK's Prometheus metrics are set up by telemetry.py.
 """
 
 import asyncio
@@ -11,12 +12,21 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
+from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 
 from activities.mail import Mailer
 from activities.store import Store
 from renewals.config import Settings, load_settings
+from telemetry import ActivityLog, configure_logging, worker_runtime
 from workflows.renewal import RenewalWorkflow
+
+log = logging.getLogger("renewals.worker")
+
+# How long a stopping worker lets running activities finish; a container's stop grace period
+# (docker-compose.yml) must be longer, or they are killed half-way.
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
 def build_worker(client: Client, store: Store, mailer: Mailer, task_queue: str) -> Worker:
@@ -35,22 +45,40 @@ def build_worker(client: Client, store: Store, mailer: Mailer, task_queue: str) 
             store.change_due_by,
             mailer.send_email,
         ],
-        graceful_shutdown_timeout=timedelta(seconds=30),
+        interceptors=[ActivityLog()],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 
-async def connect(settings: Settings) -> Client:
+def tls_config(settings: Settings) -> TLSConfig | None:
+    """mTLS (Temporal Cloud, a secured cluster) when a client certificate or a CA is configured."""
+    if settings.temporal_tls_cert is None and settings.temporal_tls_ca is None:
+        return None
+    return TLSConfig(
+        client_cert=settings.temporal_tls_cert.read_bytes() if settings.temporal_tls_cert else None,
+        client_private_key=settings.temporal_tls_key.read_bytes() if settings.temporal_tls_key else None,
+        server_root_ca_cert=settings.temporal_tls_ca.read_bytes() if settings.temporal_tls_ca else None,
+    )
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """The client of worker, ingress and CLI. Locally plain gRPC; with TEMPORAL_API_KEY alone the
+    SDK turns TLS on by itself (Temporal Cloud's API keys)."""
+    api_key = settings.temporal_api_key
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        tls=tls_config(settings),
+        api_key=api_key.get_secret_value() if api_key else None,
+        runtime=runtime,
     )
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
-    client = await connect(settings)
+    configure_logging(settings)
+    client = await connect(settings, worker_runtime(settings))
     store = await Store.connect(settings.database_url)
     mailer = Mailer(store, settings.smtp_host, settings.smtp_port, settings.smtp_sender)
     worker = build_worker(client, store, mailer, settings.temporal_task_queue)
@@ -59,10 +87,11 @@ async def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with worker:
-        logging.info("worker polling task queue %s", settings.temporal_task_queue)
+        log.info("worker polling task queue %s", settings.temporal_task_queue)
         await stop.wait()
-        logging.info("stopping: letting running activities finish")
+        log.info("stopping: letting running activities finish")
     await store.close()
+    log.info("worker stopped")
 
 
 if __name__ == "__main__":

@@ -207,4 +207,7 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    from ingress.metrics import instrument  # GET /metrics and the request log line, outermost
+
+    instrument(app)
     return app

@@ -6,9 +6,9 @@ development values and must be replaced anywhere else.
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from renewals import TASK_QUEUE
@@ -29,6 +29,22 @@ Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Durations = Annotated[list[timedelta], NoDecode, BeforeValidator(_durations)]
 
 
+def _unset_if_empty(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+# An optional value left empty (`TEMPORAL_API_KEY=` in an .env file, `${VAR:-}` in compose) is unset.
+Unset = BeforeValidator(_unset_if_empty)
+
+
 class Settings(BaseSettings):
     """Configuration of worker, ingress and local stack. Field aliases are the environment names."""
 
@@ -45,6 +61,8 @@ class Settings(BaseSettings):
     panel_secret: str = Field("dev-panel-secret", alias="PANEL_SECRET", min_length=8)
     payments_secret: str = Field("dev-payments-secret", alias="PAYMENTS_SECRET", min_length=8)
     ingress_port: int = Field(8000, alias="INGRESS_PORT")
+    # Loopback for the local stack; in a container the ingress listens on 0.0.0.0 (docker-compose.yml).
+    ingress_host: str = Field("127.0.0.1", alias="INGRESS_HOST")
     # Per username on /panel/events: sustained events per minute, and the burst allowed.
     panel_rate_per_minute: int = Field(120, alias="PANEL_RATE_PER_MINUTE", ge=1)
     panel_burst: int = Field(20, alias="PANEL_BURST", ge=1)
@@ -55,6 +73,33 @@ class Settings(BaseSettings):
     cart_idle: Duration = Field(timedelta(days=7), alias="RENEWALS_CART_IDLE")
     reactivation_window: Duration = Field(timedelta(days=90), alias="RENEWALS_REACTIVATION_WINDOW")
     instant_payment_grace: Duration = Field(timedelta(minutes=15), alias="RENEWALS_INSTANT_PAYMENT_GRACE")
+    # Temporal Cloud or a secured cluster: an mTLS client certificate and key (PEM files), or an API
+    # key; the CA only for a server certificate no public CA signed. All unset for the local stack.
+    # The names are the ones the `temporal` CLI reads, so one environment serves both.
+    temporal_tls_cert: Annotated[Path | None, Unset] = Field(None, alias="TEMPORAL_TLS_CLIENT_CERT_PATH")
+    temporal_tls_key: Annotated[Path | None, Unset] = Field(
+        None, alias="TEMPORAL_TLS_CLIENT_KEY_PATH", validate_default=True
+    )
+    temporal_tls_ca: Annotated[Path | None, Unset] = Field(None, alias="TEMPORAL_TLS_SERVER_CA_CERT_PATH")
+    temporal_api_key: Annotated[SecretStr | None, Unset] = Field(None, alias="TEMPORAL_API_KEY")
+    # `text` for people (the local stack's var/*.log), `json` for a log pipeline: one object a line.
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field("text", alias="LOG_FORMAT")
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = Field(
+        "INFO", alias="LOG_LEVEL"
+    )
+    # `host:port` where the worker serves the Temporal SDK's metrics to Prometheus; unset: none.
+    worker_metrics_address: Annotated[str | None, Unset] = Field(
+        None, alias="WORKER_METRICS_ADDRESS", pattern=r"^[^\s:]+:\d{1,5}$"
+    )
+
+    @field_validator("temporal_tls_key")
+    @classmethod
+    def _tls_pair(cls, key: Path | None, info: ValidationInfo) -> Path | None:
+        if (info.data.get("temporal_tls_cert") is None) != (key is None):
+            raise ValueError(
+                "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together: set both or neither"
+            )
+        return key
 
     def policy(self) -> Policy:
         """The waits a renewal runs under; they travel in the workflow's input."""
