@@ -1,0 +1,38 @@
+# One image for the worker and the ingress; docker-compose.yml picks the command of each.
+# The base is pinned to a Python patch release and a Debian release: rebuilds are repeatable.
+FROM python:3.11.14-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# The dependencies, read from pyproject.toml alone, in their own layer: a code change does not
+# reinstall them. Every one is a wheel from PyPI; nothing downloads when a container starts.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > /tmp/requirements.txt \
+    && pip install --no-compile -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# The code, owned by root and only readable by the user the processes run as.
+COPY renewals/ renewals/
+COPY activities/ activities/
+COPY workflows/ workflows/
+COPY ingress/ ingress/
+COPY stack/ stack/
+COPY migrations/ migrations/
+COPY worker.py starter.py telemetry.py ./
+
+RUN groupadd --system --gid 10001 renewals \
+    && useradd --system --uid 10001 --gid renewals --no-create-home --shell /usr/sbin/nologin renewals
+USER 10001:10001
+
+# The ingress's port (INGRESS_PORT) and the worker's metrics (WORKER_METRICS_ADDRESS).
+EXPOSE 8000 9464
+
+# Exec form, no shell in between: SIGTERM from `docker stop` reaches Python, which stops polling
+# and lets running activities finish (worker.py), or lets uvicorn finish its requests.
+CMD ["python", "worker.py"]
