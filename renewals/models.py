@@ -167,8 +167,8 @@ class Checkout(Model):
     years: int = Field(ge=1, le=10)
 
 
-class PaymentEntry(Model):
-    """A payments-ledger entry, delivered to the order's renewal after the ledger write."""
+class PaymentFields(Model):
+    """What the payments back office says of a payment it registered."""
 
     order_number: OrderNumber
     transaction_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
@@ -176,6 +176,11 @@ class PaymentEntry(Model):
     currency: Literal["EUR"] = "EUR"
     method: PaymentMethod
     registered_at: datetime
+
+
+class PaymentEntry(PaymentFields):
+    """A payments-ledger entry, delivered to the order's renewal after the ledger write."""
+
     by_hand: bool = False
 
 
@@ -461,16 +466,11 @@ PanelEvent = Annotated[
 ]
 
 
-class PaymentRegistered(Model):
+class PaymentRegistered(PaymentFields):
     """`POST /payments/events`: a payment the back office registered against an order."""
 
     type: Literal["payment_registered"]
-    order_number: OrderNumber
-    transaction_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
-    amount_cents: int = Field(ge=1, le=100_000_000)
-    currency: Literal["EUR"]
-    method: PaymentMethod
-    registered_at: datetime
+    currency: Literal["EUR"]  # required on the wire
 
     def entry(self, *, by_hand: bool = False) -> PaymentEntry:
         return PaymentEntry(**self.model_dump(exclude={"type"}), by_hand=by_hand)

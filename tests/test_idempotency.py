@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.testing import ActivityEnvironment
-from temporalio.worker import Worker
 
 from activities.mail import Mailer, message_id
 from activities.store import Store
@@ -29,7 +28,7 @@ from renewals.models import (
     Stage,
 )
 from tests.conftest import POLICY, eventually, handle_of, new_service, pay, unique
-from workflows.renewal import RenewalWorkflow
+from worker import build_worker
 
 
 async def make_order(store: Store, username: str, run_id: str | None = None) -> tuple[CreateOrder, str]:
@@ -194,21 +193,7 @@ async def test_activities_failing_twice_after_their_side_effect_double_nothing(e
     flaky_store = FlakyStore(store.pool)
     flaky_mailer = FlakyMailer(store, mailer.host, mailer.port, mailer.sender)
     task_queue = "renewals-flaky"
-    worker = Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[RenewalWorkflow],
-        activities=[
-            flaky_store.load_service,
-            flaky_store.find_discount_code,
-            flaky_store.create_order,
-            flaky_store.settle_payment,
-            flaky_store.activate,
-            flaky_store.close_order,
-            flaky_store.change_due_by,
-            flaky_mailer.send_email,
-        ],
-    )
+    worker = build_worker(env.client, flaky_store, flaky_mailer, task_queue)
     ingress = Ingress(env.client, store, POLICY, task_queue)
     service = await new_service(store)
     async with worker:

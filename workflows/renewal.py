@@ -5,9 +5,9 @@ timer. Handlers change state; `run` walks the stages; business arithmetic is in 
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -58,12 +58,20 @@ with workflow.unsafe.imports_passed_through():
     from renewals.terms import years_refusal
 
 INSTANT_PAYMENT_GRACE_PATCH = "instant-payment-grace"
+A = TypeVar("A")
+R = TypeVar("R")
 
 # Transient failures (a connection refused, an SMTP 4xx, a timeout) retry with backoff for as long
 # as it takes; business errors are raised non-retryable by the activities themselves.
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 EMAIL_TIMEOUT = timedelta(minutes=10)
+
+
+def _activity(method: Callable[[Any, A], Awaitable[R]], arg: A, *, summary: str, **options: Any) -> Awaitable[R]:
+    """Every activity call: one retry policy, and a summary ops read in the history."""
+    options.setdefault("start_to_close_timeout", ACTIVITY_TIMEOUT)
+    return workflow.execute_activity_method(method, arg, retry_policy=RETRY, summary=summary, **options)
 
 
 def _refuse(message: str, kind: str = errors.NOT_ALLOWED) -> ApplicationError:
@@ -138,11 +146,9 @@ class RenewalWorkflow:
     async def _open(self, input: RenewalInput) -> None:
         """Load the service and check R1/R2 before anything else; a refusal leaves no cart."""
         try:
-            context = await workflow.execute_activity_method(
+            context = await _activity(
                 Store.load_service,
                 LoadService(username=input.username),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
                 summary=f"load service {input.username}",
             )
         except ActivityError as error:
@@ -231,7 +237,7 @@ class RenewalWorkflow:
 
     async def _activate(self, order: _Order) -> None:
         cart = self._require_cart()
-        activation = await workflow.execute_activity_method(
+        activation = await _activity(
             Store.activate,
             Activate(
                 order_number=order.number,
@@ -240,8 +246,6 @@ class RenewalWorkflow:
                 cart_addons=cart.added,
                 paid_at=workflow.now(),
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
             summary=(f"activate {order.number}: expiry {cart.service.expires_on} → {cart.renewed_until(order.years)}"),
         )
         order.new_expires_on = activation.new_expires_on
@@ -249,7 +253,7 @@ class RenewalWorkflow:
         await self._email("renewal_confirmed", f"{order.number}:renewal_confirmed")
 
     async def _close(self, order: _Order, stage: Stage, reason: str) -> None:
-        await workflow.execute_activity_method(
+        await _activity(
             Store.close_order,
             CloseOrder(
                 order_number=order.number,
@@ -257,8 +261,6 @@ class RenewalWorkflow:
                 reason=reason,
                 closed_at=workflow.now(),
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
             summary=f"close order {order.number}: {reason}",
         )
         self._set_stage(stage, reason=reason)
@@ -299,24 +301,21 @@ class RenewalWorkflow:
 
     async def _send(self, item: SendEmail | SettlePayment) -> None:
         if isinstance(item, SettlePayment):
-            await workflow.execute_activity_method(
+            await _activity(
                 Store.settle_payment,
                 item,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
                 summary=(
                     f"ledger {item.entry.transaction_id}: {item.outcome.status} "
                     f"{euro(item.entry.amount_cents)} on {item.entry.order_number}"
                 ),
             )
             return
-        await workflow.execute_activity_method(
+        await _activity(
             Mailer.send_email,
             item,
             # Long enough to outlast a database outage after the email is out (see Mailer).
             start_to_close_timeout=EMAIL_TIMEOUT,
             heartbeat_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
             summary=f"email {item.template.replace('_', ' ')} {item.order_number or item.username}",
         )
         self._emails.append(item.key)
@@ -372,11 +371,9 @@ class RenewalWorkflow:
 
     @workflow.update
     async def apply_discount(self, request: ApplyDiscount) -> CartView:
-        lookup = await workflow.execute_activity_method(
+        lookup = await _activity(
             Store.find_discount_code,
             FindDiscountCode(code=request.code),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
             summary=f"look up discount code {request.code}",
         )
         reason = discount_refusal(request.code, lookup.found, rome_today(workflow.now()))
@@ -402,7 +399,7 @@ class RenewalWorkflow:
             now = workflow.now()
             lines, quote = cart.lines(request.years), cart.quote(request.years)
             due_by = self._deadline(now)
-            created = await workflow.execute_activity_method(
+            created = await _activity(
                 Store.create_order,
                 CreateOrder(
                     workflow_id=workflow.info().workflow_id,
@@ -418,8 +415,6 @@ class RenewalWorkflow:
                     due_by=due_by,
                     ordered_at=now,
                 ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
                 summary=(f"create order: {request.years}y by {request.payment_method}, {euro(quote.total_cents)}"),
             )
         finally:
@@ -530,11 +525,9 @@ class RenewalWorkflow:
     async def extend_deadline(self, request: ExtendDeadline) -> OrderView:
         order = self._require_order()
         order.due_by = self._extended(order.due_by, request.days)
-        await workflow.execute_activity_method(
+        await _activity(
             Store.change_due_by,
             ChangeDueBy(order_number=order.number, due_by=order.due_by, reason=request.reason),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
             summary=f"extend deadline of {order.number} to {order.due_by:%Y-%m-%d}",
         )
         self._set_stage(self._stage, event=f"deadline extended by {request.days} days by ops")
