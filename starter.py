@@ -194,7 +194,7 @@ def run(args: argparse.Namespace, settings: Settings) -> Any:
         return asyncio.run(import_services(settings, args.file))
     if args.action == "pay":
         try:
-            event = TypeAdapter(PaymentRegistered).validate_json(read_json(args.json))
+            event = TypeAdapter(PaymentRegistered).validate_json(read_json(args.json), strict=True)
         except ValidationError as error:
             raise CliError(str(error)) from None
         return asyncio.run(with_ingress(settings, lambda ingress: ingress.payment(event, by_hand=True)))

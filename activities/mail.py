@@ -5,8 +5,9 @@ import asyncio
 import hashlib
 import re
 from datetime import UTC, date, datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from pathlib import Path
 from string import Template
 
@@ -37,6 +38,12 @@ def italian_date(value: date | datetime | None) -> str:
 def one_line(text: str) -> str:
     """Control characters (CR, LF, ...) to spaces: nothing from the data can start a header line."""
     return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+
+
+def display_name(name: str) -> str:
+    """A holder name fit for the To line: one line, and without the characters that, once a long
+    or non-ASCII header is folded, would read as more addresses ("Rossi, evil@example.com")."""
+    return re.sub(r"\s+", " ", re.sub(r'[",;:<>@()\[\]\\]', " ", one_line(name))).strip()
 
 
 def message_id(key: str) -> str:
@@ -94,7 +101,7 @@ class Mailer:
             return EmailSent(message_id=mid, already_sent=True)
         message = EmailMessage()
         message["From"] = self.sender
-        message["To"] = formataddr((one_line(request.to_name), one_line(request.to_email)))
+        message["To"] = Address(display_name=display_name(request.to_name), addr_spec=one_line(request.to_email))
         message["Subject"] = one_line(subject)
         message["Date"] = format_datetime(datetime.now(UTC))
         message["Message-ID"] = mid

@@ -71,7 +71,8 @@ async def read_body(request: Request) -> bytes:
 
 def parse(adapter: TypeAdapter[Any], body: bytes) -> Any:
     try:
-        return adapter.validate_json(body)
+        # Strict: a wrongly typed field ("3050", true, 3050.0 for cents) is an error, not a guess.
+        return adapter.validate_json(body, strict=True)
     except ValidationError as error:
         if any(problem["type"] == "json_invalid" for problem in error.errors()):
             raise ApiError(400, "bad_request", "the body is not valid JSON") from None

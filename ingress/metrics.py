@@ -57,7 +57,7 @@ class IngressMetrics:
 def _json(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # a body nested deeper than Python recurses
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -26,7 +26,8 @@ PaymentMethod = Literal["card", "paypal", "bank_transfer", "postal_slip"]
 INSTANT_METHODS: tuple[PaymentMethod, ...] = ("card", "paypal")
 Mode = Literal["renew", "reactivate"]
 PaymentStatus = Literal["applied", "partial", "overpaid", "duplicate", "unmatched"]
-OrderNumber = Annotated[str, StringConstraints(pattern=r"^FE-\d{4}-\d{6,}$")]
+# [0-9], not \d: pydantic's regex engine takes \d as any script's digits.
+OrderNumber = Annotated[str, StringConstraints(pattern=r"^FE-[0-9]{4}-[0-9]{6,}$")]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
