@@ -55,9 +55,7 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATION
         version = path.stem
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(727001)")
-            done = await conn.fetchval(
-                "SELECT 1 FROM schema_migrations WHERE version = $1", version
-            )
+            done = await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", version)
             if done:
                 continue
             await conn.execute(path.read_text())
@@ -66,9 +64,7 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATION
     return applied_now
 
 
-async def _audit(
-    conn: asyncpg.Connection, username: str, order_number: str | None, event: str, **detail: Any
-) -> None:
+async def _audit(conn: asyncpg.Connection, username: str, order_number: str | None, event: str, **detail: Any) -> None:
     await conn.execute(
         "INSERT INTO renewal_events (username, order_number, event, detail) VALUES ($1, $2, $3, $4)",
         username,
@@ -115,9 +111,16 @@ class Store:
                         included_users = EXCLUDED.included_users, updated_at = now()
                     RETURNING (xmax = 0)
                     """,
-                    record.username, record.holder_name, record.holder_email, record.promotional,
-                    record.purchased_on, record.expires_on, record.auto_renew,
-                    record.auto_renew_years, record.storage_quota_mb, record.storage_used_mb,
+                    record.username,
+                    record.holder_name,
+                    record.holder_email,
+                    record.promotional,
+                    record.purchased_on,
+                    record.expires_on,
+                    record.auto_renew,
+                    record.auto_renew_years,
+                    record.storage_quota_mb,
+                    record.storage_used_mb,
                     record.included_users,
                 )
                 counts["inserted" if inserted else "updated"] += 1
@@ -127,8 +130,12 @@ class Store:
                     [(record.username, line.addon, line.quantity) for line in record.addons],
                 )
                 await _audit(
-                    conn, record.username, None, "service_imported",
-                    expires_on=record.expires_on, inserted=bool(inserted),
+                    conn,
+                    record.username,
+                    None,
+                    "service_imported",
+                    expires_on=record.expires_on,
+                    inserted=bool(inserted),
                 )
         return counts
 
@@ -142,9 +149,7 @@ class Store:
                 username,
             )
         fields = {name: row[name] for name in ServiceRecord.model_fields if name != "addons"}
-        return ServiceRecord(
-            **fields, addons=[AddonQuantity(addon=a["addon"], quantity=a["quantity"]) for a in addons]
-        )
+        return ServiceRecord(**fields, addons=[AddonQuantity(addon=a["addon"], quantity=a["quantity"]) for a in addons])
 
     async def price_list(self) -> PriceList:
         rows = await self.pool.fetch("SELECT * FROM products")
@@ -167,8 +172,13 @@ class Store:
                 ON CONFLICT (transaction_id) DO NOTHING
                 RETURNING 1
                 """,
-                entry.transaction_id, entry.order_number, entry.amount_cents, entry.currency,
-                entry.method, entry.registered_at, entry.by_hand,
+                entry.transaction_id,
+                entry.order_number,
+                entry.amount_cents,
+                entry.currency,
+                entry.method,
+                entry.registered_at,
+                entry.by_hand,
             )
             if inserted:
                 return None
@@ -186,21 +196,22 @@ class Store:
                 WHERE transaction_id = $1 AND status = 'received'
                 RETURNING order_number
                 """,
-                transaction_id, note,
+                transaction_id,
+                note,
             )
             if order_number is not None:
-                username = await conn.fetchval(
-                    "SELECT username FROM orders WHERE order_number = $1", order_number
-                )
+                username = await conn.fetchval("SELECT username FROM orders WHERE order_number = $1", order_number)
                 await _audit(
-                    conn, username or "", order_number, "payment_unmatched",
-                    transaction_id=transaction_id, note=note,
+                    conn,
+                    username or "",
+                    order_number,
+                    "payment_unmatched",
+                    transaction_id=transaction_id,
+                    note=note,
                 )
 
     async def order_username(self, order_number: str) -> str | None:
-        return await self.pool.fetchval(
-            "SELECT username FROM orders WHERE order_number = $1", order_number
-        )
+        return await self.pool.fetchval("SELECT username FROM orders WHERE order_number = $1", order_number)
 
     async def order_balance(self, order_number: str) -> tuple[int, int]:
         """(total, paid so far) of an order, from the ledger; (0, 0) for an unknown order."""
@@ -231,9 +242,7 @@ class Store:
 
     @activity.defn
     async def find_discount_code(self, request: FindDiscountCode) -> DiscountLookup:
-        row = await self.pool.fetchrow(
-            "SELECT * FROM discount_codes WHERE upper(code) = upper($1)", request.code
-        )
+        row = await self.pool.fetchrow("SELECT * FROM discount_codes WHERE upper(code) = upper($1)", request.code)
         return DiscountLookup(found=DiscountCode(**dict(row)) if row else None)
 
     @activity.defn
@@ -251,16 +260,24 @@ class Store:
                 ON CONFLICT (run_id) DO NOTHING
                 RETURNING order_number
                 """,
-                str(year), request.workflow_id, request.run_id, request.username, request.mode,
-                request.years, request.payment_method, request.discount_code,
-                request.quote.net_cents, request.quote.discount_cents, request.quote.vat_cents,
-                request.quote.total_cents, request.previous_expires_on, request.due_by,
+                str(year),
+                request.workflow_id,
+                request.run_id,
+                request.username,
+                request.mode,
+                request.years,
+                request.payment_method,
+                request.discount_code,
+                request.quote.net_cents,
+                request.quote.discount_cents,
+                request.quote.vat_cents,
+                request.quote.total_cents,
+                request.previous_expires_on,
+                request.due_by,
                 request.ordered_at,
             )
             if order_number is None:
-                existing: str = await conn.fetchval(
-                    "SELECT order_number FROM orders WHERE run_id = $1", request.run_id
-                )
+                existing: str = await conn.fetchval("SELECT order_number FROM orders WHERE run_id = $1", request.run_id)
                 return CreatedOrder(order_number=existing)
             await conn.executemany(
                 """
@@ -269,15 +286,28 @@ class Store:
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                 """,
                 [
-                    (order_number, number, line.product, line.label, line.quantity, line.years,
-                     line.unit_price_cents, line.net_cents)
+                    (
+                        order_number,
+                        number,
+                        line.product,
+                        line.label,
+                        line.quantity,
+                        line.years,
+                        line.unit_price_cents,
+                        line.net_cents,
+                    )
                     for number, line in enumerate(request.lines, start=1)
                 ],
             )
             await _audit(
-                conn, request.username, order_number, "order_created",
-                total_cents=request.quote.total_cents, years=request.years,
-                payment_method=request.payment_method, due_by=request.due_by,
+                conn,
+                request.username,
+                order_number,
+                "order_created",
+                total_cents=request.quote.total_cents,
+                years=request.years,
+                payment_method=request.payment_method,
+                due_by=request.due_by,
             )
         return CreatedOrder(order_number=order_number)
 
@@ -297,8 +327,14 @@ class Store:
                     WHERE payments.status = 'received'
                 RETURNING 1
                 """,
-                entry.transaction_id, entry.order_number, entry.amount_cents, entry.currency,
-                entry.method, entry.registered_at, entry.by_hand, outcome.status,
+                entry.transaction_id,
+                entry.order_number,
+                entry.amount_cents,
+                entry.currency,
+                entry.method,
+                entry.registered_at,
+                entry.by_hand,
+                outcome.status,
                 outcome.refund_cents,
             )
             if settled:
@@ -306,9 +342,14 @@ class Store:
                     "SELECT username FROM orders WHERE order_number = $1", entry.order_number
                 )
                 await _audit(
-                    conn, username, entry.order_number, "payment_" + outcome.status,
-                    transaction_id=entry.transaction_id, amount_cents=entry.amount_cents,
-                    paid_cents=outcome.paid_cents, refund_cents=outcome.refund_cents,
+                    conn,
+                    username,
+                    entry.order_number,
+                    "payment_" + outcome.status,
+                    transaction_id=entry.transaction_id,
+                    amount_cents=entry.amount_cents,
+                    paid_cents=outcome.paid_cents,
+                    refund_cents=outcome.refund_cents,
                     by_hand=entry.by_hand,
                 )
 
@@ -318,14 +359,14 @@ class Store:
         set the auto-renew term (R5), mark the order paid. Idempotent per order."""
         async with self.pool.acquire() as conn, conn.transaction():
             order = await conn.fetchrow(
-                "SELECT status, previous_expires_on, new_expires_on FROM orders"
-                " WHERE order_number = $1 FOR UPDATE",
+                "SELECT status, previous_expires_on, new_expires_on FROM orders WHERE order_number = $1 FOR UPDATE",
                 request.order_number,
             )
             if order is None:
                 raise ApplicationError(
                     f"order {request.order_number} does not exist",
-                    type=errors.ORDER_CLOSED, non_retryable=True,
+                    type=errors.ORDER_CLOSED,
+                    non_retryable=True,
                 )
             if order["status"] == "paid":
                 return Activation(
@@ -335,16 +376,18 @@ class Store:
             if order["status"] != "awaiting_payment":
                 raise ApplicationError(
                     f"order {request.order_number} is {order['status']} and cannot be activated",
-                    type=errors.ORDER_CLOSED, non_retryable=True,
+                    type=errors.ORDER_CLOSED,
+                    non_retryable=True,
                 )
             previous = await conn.fetchval(
                 "SELECT expires_on FROM services WHERE username = $1 FOR UPDATE", request.username
             )
             new = add_years(previous, request.years)
             await conn.execute(
-                "UPDATE services SET expires_on = $2, auto_renew_years = $3, updated_at = now()"
-                " WHERE username = $1",
-                request.username, new, request.years,
+                "UPDATE services SET expires_on = $2, auto_renew_years = $3, updated_at = now() WHERE username = $1",
+                request.username,
+                new,
+                request.years,
             )
             await conn.executemany(
                 """
@@ -357,11 +400,19 @@ class Store:
             await conn.execute(
                 "UPDATE orders SET status = 'paid', paid_at = $2, previous_expires_on = $3,"
                 " new_expires_on = $4 WHERE order_number = $1",
-                request.order_number, request.paid_at, previous, new,
+                request.order_number,
+                request.paid_at,
+                previous,
+                new,
             )
             await _audit(
-                conn, request.username, request.order_number, "activated",
-                previous_expires_on=previous, new_expires_on=new, years=request.years,
+                conn,
+                request.username,
+                request.order_number,
+                "activated",
+                previous_expires_on=previous,
+                new_expires_on=new,
+                years=request.years,
             )
         return Activation(previous_expires_on=previous, new_expires_on=new)
 
@@ -375,11 +426,17 @@ class Store:
                 WHERE order_number = $1 AND status = 'awaiting_payment'
                 RETURNING username
                 """,
-                request.order_number, request.status, request.reason, request.closed_at,
+                request.order_number,
+                request.status,
+                request.reason,
+                request.closed_at,
             )
             if username is not None:
                 await _audit(
-                    conn, username, request.order_number, "order_" + request.status,
+                    conn,
+                    username,
+                    request.order_number,
+                    "order_" + request.status,
                     reason=request.reason,
                 )
 
@@ -392,19 +449,30 @@ class Store:
                 WHERE order_number = $1 AND status = 'awaiting_payment' AND due_by <> $2
                 RETURNING username
                 """,
-                request.order_number, request.due_by,
+                request.order_number,
+                request.due_by,
             )
             if username is not None:
                 await _audit(
-                    conn, username, request.order_number, "due_by_changed",
-                    due_by=request.due_by, reason=request.reason,
+                    conn,
+                    username,
+                    request.order_number,
+                    "due_by_changed",
+                    due_by=request.due_by,
+                    reason=request.reason,
                 )
 
     # ------------------------------------------------------------ email log (used by mail.py)
 
     async def claim_email(
-        self, key: str, template: str, recipient: str, subject: str, message_id: str,
-        username: str, order_number: str | None,
+        self,
+        key: str,
+        template: str,
+        recipient: str,
+        subject: str,
+        message_id: str,
+        username: str,
+        order_number: str | None,
     ) -> str:
         """Log a logical email before sending it; returns its status ('sending' or 'sent')."""
         async with self.pool.acquire() as conn:
@@ -415,7 +483,13 @@ class Store:
                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                 ON CONFLICT (key) DO NOTHING
                 """,
-                key, template, recipient, subject, message_id, username, order_number,
+                key,
+                template,
+                recipient,
+                subject,
+                message_id,
+                username,
+                order_number,
             )
             status: str = await conn.fetchval("SELECT status FROM email_log WHERE key = $1", key)
             return status
@@ -423,5 +497,6 @@ class Store:
     async def mark_email_sent(self, key: str, sent_at: datetime) -> None:
         await self.pool.execute(
             "UPDATE email_log SET status = 'sent', sent_at = $2 WHERE key = $1 AND status = 'sending'",
-            key, sent_at,
+            key,
+            sent_at,
         )
