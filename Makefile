@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run servers test lint faults screenshot clean
+.PHONY: install run servers test lint faults screenshot bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ faults: install
 screenshot: install
 	$(PY) -m pip install --quiet -e '.[dev,browser]'
 	$(PY) -m stack.screenshot --username $(or $(USERNAME),demo-storage95) --out docs/renewal-ui.png
+
+## The benchmark on a stack of its own; results in bench/results/. Sizes: `python -m bench --help`,
+## e.g. `make bench BENCH_ARGS='--pending 10000'` for the README's headline figures.
+bench: install
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -5,6 +5,7 @@ import asyncio
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.client import Client
@@ -23,9 +24,21 @@ def temporal_binary() -> str:
     return found
 
 
+# WAL lets readers and the writer overlap; a plain SQLite file serialises everything
+# (`python -m bench` measures both).
+SQLITE_PRAGMAS: tuple[str, ...] = ("journal_mode=wal", "synchronous=normal")
+
+
 def dev_server_command(
-    address: str, namespace: str, ui_port: int, db_file: Path | None, *, headless: bool = False
+    address: str,
+    namespace: str,
+    ui_port: int,
+    db_file: Path | None,
+    *,
+    headless: bool = False,
+    sqlite_pragmas: Sequence[str] = SQLITE_PRAGMAS,
 ) -> list[str]:
+    """The `temporal server start-dev` command line; `sqlite_pragmas=()` keeps SQLite's defaults."""
     host, _, port = address.rpartition(":")
     command = [
         temporal_binary(),
@@ -41,13 +54,10 @@ def dev_server_command(
         "warn",
         "--ui-port",
         str(ui_port),
-        # WAL lets readers and the writer overlap; a plain SQLite file serialises everything.
-        "--sqlite-pragma",
-        "journal_mode=wal",
-        "--sqlite-pragma",
-        "synchronous=normal",
         *dev_server_args(),
     ]
+    for pragma in sqlite_pragmas:
+        command += ["--sqlite-pragma", pragma]
     if db_file is not None:
         command += ["--db-filename", str(db_file)]
     if headless:
