@@ -26,7 +26,7 @@ servers: install
 
 lint: install
 	$(PY) -m ruff check .
-	$(PY) -m mypy renewals activities workflows ingress stack worker.py starter.py
+	$(PY) -m mypy renewals activities workflows ingress stack worker.py starter.py telemetry.py
 
 test: install lint
 	$(PY) -m pytest

@@ -6,9 +6,11 @@ log line and the SDK's Prometheus metrics are set up by telemetry.py.
 """
 
 import asyncio
+import compileall
 import logging
 import signal
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -29,11 +31,14 @@ log = logging.getLogger("renewals.worker")
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
-def build_worker(client: Client, store: Store, mailer: Mailer, task_queue: str) -> Worker:
+def build_worker(
+    client: Client, store: Store, mailer: Mailer, task_queue: str, *, max_cached_workflows: int = 500
+) -> Worker:
     """One worker for the workflow and every activity; tests build theirs the same way."""
     return Worker(
         client,
         task_queue=task_queue,
+        max_cached_workflows=max_cached_workflows,
         workflows=[RenewalWorkflow],
         activities=[
             store.load_service,
@@ -75,13 +80,22 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     )
 
 
+def compile_workflows() -> None:
+    """The sandbox imports the workflow module afresh for every renewal; where no .pyc exists
+    (PYTHONDONTWRITEBYTECODE, a fresh checkout) each import compiles the source again."""
+    compileall.compile_dir(Path(__file__).resolve().parent / "workflows", quiet=2)
+
+
 async def main() -> None:
     settings = load_settings()
+    compile_workflows()
     configure_logging(settings)
     client = await connect(settings, worker_runtime(settings))
     store = await Store.connect(settings.database_url)
     mailer = Mailer(store, settings.smtp_host, settings.smtp_port, settings.smtp_sender)
-    worker = build_worker(client, store, mailer, settings.temporal_task_queue)
+    worker = build_worker(
+        client, store, mailer, settings.temporal_task_queue, max_cached_workflows=settings.worker_max_cached_workflows
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

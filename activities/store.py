@@ -74,6 +74,13 @@ async def _audit(conn: asyncpg.Connection, username: str, order_number: str | No
     )
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """On release to the pool. asyncpg's default resets session state (RESET ALL, UNLISTEN, advisory
+    unlocks): a round trip per acquire, for state we never set. Only an open transaction matters."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class Store:
     """The PostgreSQL store, holding one asyncpg pool built at start and passed in."""
 
@@ -82,7 +89,7 @@ class Store:
 
     @classmethod
     async def connect(cls, database_url: str, *, max_size: int = 10) -> "Store":
-        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size)
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size, reset=_reset)
         return cls(pool)
 
     async def close(self) -> None:
@@ -475,24 +482,24 @@ class Store:
         order_number: str | None,
     ) -> str:
         """Log a logical email before sending it; returns its status ('sending' or 'sent')."""
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                """
-                INSERT INTO email_log (key, template, recipient, subject, message_id, username,
-                                       order_number)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                ON CONFLICT (key) DO NOTHING
-                """,
-                key,
-                template,
-                recipient,
-                subject,
-                message_id,
-                username,
-                order_number,
-            )
-            status: str = await conn.fetchval("SELECT status FROM email_log WHERE key = $1", key)
-            return status
+        # One statement: a no-op update on conflict makes RETURNING give the existing row.
+        status: str = await self.pool.fetchval(
+            """
+            INSERT INTO email_log (key, template, recipient, subject, message_id, username,
+                                   order_number)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key
+            RETURNING status
+            """,
+            key,
+            template,
+            recipient,
+            subject,
+            message_id,
+            username,
+            order_number,
+        )
+        return status
 
     async def mark_email_sent(self, key: str, sent_at: datetime) -> None:
         await self.pool.execute(

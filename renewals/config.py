@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # Per username on /panel/events: sustained events per minute, and the burst allowed.
     panel_rate_per_minute: int = Field(120, alias="PANEL_RATE_PER_MINUTE", ge=1)
     panel_burst: int = Field(20, alias="PANEL_BURST", ge=1)
+    # Renewals kept in the worker's memory between events; beyond it, the least recent is evicted
+    # and replayed from history when it next hears of something (bounds RSS with many parked).
+    worker_max_cached_workflows: int = Field(500, alias="WORKER_MAX_CACHED_WORKFLOWS", ge=0)
     data_dir: Path = Field(Path("var"), alias="RENEWALS_DATA_DIR")
     mail_sink_dir: Path = Field(Path("var/mail"), alias="MAIL_SINK_DIR")
     reminders: Durations = Field(default_factory=lambda: parse_durations("3d,7d,14d"), alias="RENEWALS_REMINDERS")
