@@ -300,7 +300,7 @@ class Bench:
         result = {
             "renewals": len(run.ok),
             "failed": len(run.errors),
-            "round_trips_per_renewal": round(sum(c["sync"] + c["query"] for c in counted.values()) / done, 2),
+            "round_trips_per_renewal": round(sum(c.get("sync", 0) + c.get("query", 0) for c in counted.values()) / done, 2),
             "round_trips_by_process": {
                 name: {
                     "per_renewal": round((c.get("sync", 0) + c.get("query", 0)) / done, 2),
