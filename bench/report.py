@@ -156,7 +156,7 @@ def markdown(results: dict[str, Any]) -> str:
             ("worker RSS at rest (started / warm)",
              f"{_mb(pending['worker_rss_at_rest'])} / {_mb(pending['worker_rss_warm'])}"),
             ("worker RSS with all parked", _mb(pending["worker_rss_parked"])),
-            ("worker RSS growth per parked renewal (workflow cache holds ≤ 1000)",
+            ("worker RSS growth per parked renewal (the workflow cache is bounded: WORKER_MAX_CACHED_WORKFLOWS)",
              f"{pending['worker_rss_per_parked'] / 1024:.0f} KB"),
             ("Temporal server RSS with all parked", _mb(pending["temporal_rss_parked"])),
             ("PostgreSQL PSS with all parked", _mb(pending["postgres_pss_parked"])),
