@@ -40,25 +40,40 @@ SQLITE_VARIANTS: dict[str, tuple[str, ...]] = {"wal": SQLITE_PRAGMAS, "plain": (
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--levels", default="1,8,32,128", help="concurrency levels of the sweep")
-    parser.add_argument("--renewals", type=int, default=48,
-                        help="renewals (and floor workflows) per level, at least 4 × the concurrency")
-    parser.add_argument("--level-seconds", type=float, default=60.0,
-                        help="stop starting new ones in a level after this long")
-    parser.add_argument("--count-renewals", type=int, default=10,
-                        help="renewals run one at a time to count PostgreSQL round trips (0 skips)")
-    parser.add_argument("--half-peak-seconds", type=float, default=30.0,
-                        help="length of the open-loop run at half the peak renewals/s (0 skips it)")
+    parser.add_argument(
+        "--renewals",
+        type=int,
+        default=48,
+        help="renewals (and floor workflows) per level, at least 4 × the concurrency",
+    )
+    parser.add_argument(
+        "--level-seconds", type=float, default=60.0, help="stop starting new ones in a level after this long"
+    )
+    parser.add_argument(
+        "--count-renewals",
+        type=int,
+        default=10,
+        help="renewals run one at a time to count PostgreSQL round trips (0 skips)",
+    )
+    parser.add_argument(
+        "--half-peak-seconds",
+        type=float,
+        default=30.0,
+        help="length of the open-loop run at half the peak renewals/s (0 skips it)",
+    )
     parser.add_argument("--pending", type=int, default=2000, help="renewals parked awaiting payment (0 skips)")
     parser.add_argument("--pending-concurrency", type=int, default=32)
     parser.add_argument("--sqlite", default="wal,plain", help="dev server SQLite variants to compare ('' skips)")
     parser.add_argument("--sqlite-renewals", type=int, default=40)
     parser.add_argument("--sqlite-concurrency", type=int, default=8)
     parser.add_argument("--sqlite-seconds", type=float, default=45.0)
-    parser.add_argument("--profile-seconds", type=float, default=30.0,
-                        help="py-spy on the worker at the best concurrency (0 skips)")
+    parser.add_argument(
+        "--profile-seconds", type=float, default=30.0, help="py-spy on the worker at the best concurrency (0 skips)"
+    )
     parser.add_argument("--pg-fast", action="store_true", help="PostgreSQL with fsync off (the tests' setting)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and its logs")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -200,17 +215,18 @@ class Bench:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
     async def connect(self) -> None:
-        settings = load_settings(
-            TEMPORAL_ADDRESS=self.stack.temporal_address, DATABASE_URL=self.stack.database_url
-        )
+        settings = load_settings(TEMPORAL_ADDRESS=self.stack.temporal_address, DATABASE_URL=self.stack.database_url)
         self.settings = settings
         self.client = await connect(settings)
         # As `starter.py serve` builds the ingress's store.
         self.store = await Store.connect(settings.database_url)
         self.driver = Driver(self.client, self.store, settings.policy(), settings.temporal_task_queue)
         self.sampler = Sampler(
-            {"worker": self.stack.pid("worker"), "floor-worker": self.stack.pid("floor-worker"),
-             "temporal": self.stack.pid("temporal")}
+            {
+                "worker": self.stack.pid("worker"),
+                "floor-worker": self.stack.pid("floor-worker"),
+                "temporal": self.stack.pid("temporal"),
+            }
         )
         self.sampler.start()
 
@@ -300,7 +316,9 @@ class Bench:
         result = {
             "renewals": len(run.ok),
             "failed": len(run.errors),
-            "round_trips_per_renewal": round(sum(c.get("sync", 0) + c.get("query", 0) for c in counted.values()) / done, 2),
+            "round_trips_per_renewal": round(
+                sum(c.get("sync", 0) + c.get("query", 0) for c in counted.values()) / done, 2
+            ),
             "round_trips_by_process": {
                 name: {
                     "per_renewal": round((c.get("sync", 0) + c.get("query", 0)) / done, 2),
@@ -312,10 +330,12 @@ class Bench:
             },
             **statement_counts(statements, len(run.ok)),
         }
-        self.say(f"        {result['round_trips_per_renewal']} round trips per renewal "
-                 f"(worker {result['round_trips_by_process']['worker']['per_renewal']}, "
-                 f"ingress {result['round_trips_by_process']['ingress']['per_renewal']}), "
-                 f"{result['statements_per_renewal']} statements, {result['transactions_per_renewal']} BEGIN…COMMIT")
+        self.say(
+            f"        {result['round_trips_per_renewal']} round trips per renewal "
+            f"(worker {result['round_trips_by_process']['worker']['per_renewal']}, "
+            f"ingress {result['round_trips_by_process']['ingress']['per_renewal']}), "
+            f"{result['statements_per_renewal']} statements, {result['transactions_per_renewal']} BEGIN…COMMIT"
+        )
         # The new worker imports the sandbox again on its first workflows.
         await closed_loop(self.driver.renewal, await self.names("renewal", "rewarm", 4), 2)
         return result
@@ -332,9 +352,11 @@ class Bench:
             self.say(f"c = {concurrency}: {count} renewals")
             renewal = await self.level("renewal", concurrency, count, args.level_seconds)
             ratio = renewal["per_second"] / floor["per_second"] if floor["per_second"] else None
-            self.say(f"        renewals {renewal['per_second']:.2f}/s ({renewal['failed']} failed), "
-                     f"ratio {ratio or 0:.2f}, payment→activation p99 "
-                     f"{(renewal['latency_s'].get('payment_to_activation') or {}).get('p99') or 0:.3f} s")
+            self.say(
+                f"        renewals {renewal['per_second']:.2f}/s ({renewal['failed']} failed), "
+                f"ratio {ratio or 0:.2f}, payment→activation p99 "
+                f"{(renewal['latency_s'].get('payment_to_activation') or {}).get('p99') or 0:.3f} s"
+            )
             self.results["sweep"].append(
                 {"concurrency": concurrency, "floor": floor, "renewal": renewal, "ratio": ratio}
             )
@@ -374,13 +396,20 @@ class Bench:
             self.say(f"profile failed: see {recording.log}")
             return
         summary = profile.summarize(raw)
-        heading = (f"Worker profile (py-spy) at c = {concurrency}: {run['completed']} renewals, "
-                   f"{run['per_second']:.2f}/s while sampled, {run['cpu_ms_per_renewal']['worker']:.0f} ms of "
-                   f"worker CPU per renewal")
+        heading = (
+            f"Worker profile (py-spy) at c = {concurrency}: {run['completed']} renewals, "
+            f"{run['per_second']:.2f}/s while sampled, {run['cpu_ms_per_renewal']['worker']:.0f} ms of "
+            f"worker CPU per renewal"
+        )
         text_path = self.args.out / f"profile-{self.stamp}.txt"
         text_path.write_text(profile.as_text(summary, heading) + "\n")
-        self.results["profile"] = {"concurrency": concurrency, "run": run, "summary": summary,
-                                   "text": shown(text_path), "raw": shown(raw)}
+        self.results["profile"] = {
+            "concurrency": concurrency,
+            "run": run,
+            "summary": summary,
+            "text": shown(text_path),
+            "raw": shown(raw),
+        }
         for row in summary["areas_inclusive"][:6]:
             self.say(f"        {row['percent']:5.1f} %  {row['name']}")
 
@@ -409,9 +438,11 @@ class Bench:
             "database_bytes": await self.store.pool.fetchval("SELECT pg_database_size(current_database())"),
             "temporal_db_bytes": self.stack.temporal_db_bytes(),
         }
-        self.say(f"        worker RSS {parked_state['worker_rss_parked'] / 2**20:.0f} MB, Temporal RSS "
-                 f"{parked_state['temporal_rss_parked'] / 2**20:.0f} MB, database "
-                 f"{parked_state['database_bytes'] / 2**20:.0f} MB")
+        self.say(
+            f"        worker RSS {parked_state['worker_rss_parked'] / 2**20:.0f} MB, Temporal RSS "
+            f"{parked_state['temporal_rss_parked'] / 2**20:.0f} MB, database "
+            f"{parked_state['database_bytes'] / 2**20:.0f} MB"
+        )
         self.say(f"pending: paying all {len(parked)} at c = {concurrency}")
         drain = await measured(self.stack, self.sampler, pay_all(self.driver, parked, concurrency))
         self.say(f"        drained in {drain['seconds']:.1f} s ({drain['failed']} failed)")
