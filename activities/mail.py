@@ -35,9 +35,15 @@ def italian_date(value: date | datetime | None) -> str:
     return value.strftime("%d/%m/%Y")
 
 
+def sendable(text: str) -> str:
+    """Text from the data as it can go out in UTF-8: a lone surrogate (legal in a Python str,
+    and in JSON's \\u escapes) becomes "?" instead of failing the email for ever."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def one_line(text: str) -> str:
     """Control characters (CR, LF, ...) to spaces: nothing from the data can start a header line."""
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", sendable(text)).strip()
 
 
 def display_name(name: str) -> str:
@@ -72,7 +78,7 @@ def render(request: SendEmail) -> tuple[str, str]:
         "payment_reason": how.bank_transfer.reason,
     }
     subject, _, body = (TEMPLATES / f"{request.template}.txt").read_text().partition("\n")
-    return Template(subject).substitute(values), Template(body).substitute(values)
+    return sendable(Template(subject).substitute(values)), sendable(Template(body).substitute(values))
 
 
 class Mailer:

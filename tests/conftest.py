@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
@@ -39,6 +40,12 @@ from stack.smtp_sink import start_sink
 from stack.temporal import temporal_binary
 from worker import build_worker
 from workflows.renewal import RenewalWorkflow
+
+# CI runs the property tests on the same examples every time (a landing must not hang on a seed);
+# locally they explore new ones on each run.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -551,8 +551,10 @@ def test_hostile_payment_events_are_refused_with_a_4xx_and_change_nothing(
     assert sent >= 500
     assert run(snapshot(env, store)) == before
     assert unexpected_errors(caplog) == []
+    # Ids PostgreSQL cannot even hold (NUL, lone surrogates) were refused by the pattern anyway.
+    storable = {t for t in transaction_ids if "\x00" not in t and t.encode("utf-8", "replace").decode() == t}
     recorded = run(
-        store.pool.fetchval("SELECT count(*) FROM payments WHERE transaction_id = ANY($1)", sorted(transaction_ids))
+        store.pool.fetchval("SELECT count(*) FROM payments WHERE transaction_id = ANY($1)", sorted(storable))
     )
     assert recorded == 0
 
@@ -780,6 +782,7 @@ def test_holder_names_with_line_breaks_cannot_inject_mail_headers(
 
     @settings(FUZZ, max_examples=30)
     @given(name=header_injecting_names(BREAKS) | unicode_heavy)
+    @example(name="\ud800")  # a lone surrogate: once made the mailer raise UnicodeEncodeError
     def send(name: str) -> None:
         key = unique("hostile-mail")
         address = f"{unique('holder')}@example.com"
