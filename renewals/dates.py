@@ -19,6 +19,11 @@ def rome_today(now: datetime) -> date:
     return now.astimezone(ROME).date()
 
 
+def rome_time(instant: datetime) -> str:
+    """An instant as ops and customers read it: `2026-12-27 14:10 Rome`."""
+    return f"{instant.astimezone(ROME):%Y-%m-%d %H:%M} Rome"
+
+
 def start_of_day(day: date) -> datetime:
     """Midnight in Rome at the start of `day`, as an aware datetime."""
     return datetime.combine(day, time(0), tzinfo=ROME)

@@ -10,6 +10,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
 from renewals import search_attributes as sa
+from renewals.dates import rome_time
 from renewals.models import CheckoutSubmitted, RenewRequested
 from tests.conftest import eventually, handle_of, new_service, pay
 
@@ -49,6 +50,7 @@ async def test_search_attributes_and_current_details_follow_each_stage(env, stor
         lambda: _with(details(env.client, user), "**Next:** reminder 1"), what="details naming the next reminder"
     )
     assert f"**Order:** {order.order_number}, 1 year(s) by postal_slip, total € 30,50, paid € 0,00" in text
+    assert f"**Due by:** {rome_time(order.due_by)}" in text  # P9: ops read Rome's clock
 
     await pay(ingress, order.order_number, 1000)
     text = await eventually(lambda: _with(details(env.client, user), "paid € 10,00"), what="details with the payment")

@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from renewals import WORKFLOW_TYPE, errors
     from renewals import search_attributes as sa
     from renewals.cart import Cart
-    from renewals.dates import after, rome_today, start_of_day
+    from renewals.dates import after, rome_time, rome_today, start_of_day
     from renewals.durations import format_duration
     from renewals.eligibility import refusal
     from renewals.models import (
@@ -640,11 +640,11 @@ class RenewalWorkflow:
                 f"**Order:** {order.number}, {order.years} year(s) by {order.method}, "
                 f"total {euro(order.quote.total_cents)}, paid {euro(order.paid_cents)}"
             )
-            lines.append(f"**Due by:** {order.due_by:%Y-%m-%d %H:%M} UTC")
+            lines.append(f"**Due by:** {rome_time(order.due_by)}")
             if order.new_expires_on:
                 lines.append(f"**New expiry:** {order.new_expires_on}")
         if next_wake is not None:
-            lines.append(f"**Next:** {what} at {next_wake:%Y-%m-%d %H:%M} UTC")
+            lines.append(f"**Next:** {what} at {rome_time(next_wake)}")
         lines.append(f"**Last event:** {self._last_event}")
         workflow.set_current_details("\n\n".join(lines))
 

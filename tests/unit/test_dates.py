@@ -86,3 +86,12 @@ def test_p9_after_into_the_spring_forward_gap_is_a_real_instant():
 )
 def test_p1_add_years(day, years, expected):
     assert add_years(day, years) == expected
+
+
+def test_p9_rome_time_shows_an_instant_on_rome_s_clock():
+    from datetime import UTC, datetime
+
+    from renewals.dates import rome_time
+
+    assert rome_time(datetime(2026, 12, 27, 13, 10, tzinfo=UTC)) == "2026-12-27 14:10 Rome"  # winter, UTC+1
+    assert rome_time(datetime(2026, 7, 1, 22, 30, tzinfo=UTC)) == "2026-07-02 00:30 Rome"  # summer, UTC+2
