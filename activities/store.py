@@ -74,6 +74,19 @@ async def _audit(conn: asyncpg.Connection, username: str, order_number: str | No
     )
 
 
+def _ledger_values(entry: PaymentEntry) -> tuple[Any, ...]:
+    """A payment's columns, in the order of every INSERT INTO payments below."""
+    return (
+        entry.transaction_id,
+        entry.order_number,
+        entry.amount_cents,
+        entry.currency,
+        entry.method,
+        entry.registered_at,
+        entry.by_hand,
+    )
+
+
 async def _reset(conn: asyncpg.Connection) -> None:
     """On release to the pool. asyncpg's default resets session state (RESET ALL, UNLISTEN, advisory
     unlocks): a round trip per acquire, for state we never set. Only an open transaction matters."""
@@ -179,13 +192,7 @@ class Store:
                 ON CONFLICT (transaction_id) DO NOTHING
                 RETURNING 1
                 """,
-                entry.transaction_id,
-                entry.order_number,
-                entry.amount_cents,
-                entry.currency,
-                entry.method,
-                entry.registered_at,
-                entry.by_hand,
+                *_ledger_values(entry),
             )
             if inserted:
                 return None
@@ -334,13 +341,7 @@ class Store:
                     WHERE payments.status = 'received'
                 RETURNING 1
                 """,
-                entry.transaction_id,
-                entry.order_number,
-                entry.amount_cents,
-                entry.currency,
-                entry.method,
-                entry.registered_at,
-                entry.by_hand,
+                *_ledger_values(entry),
                 outcome.status,
                 outcome.refund_cents,
             )
