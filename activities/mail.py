@@ -113,20 +113,31 @@ class Mailer:
         message["Message-ID"] = mid
         message["X-Renewals-Key"] = request.key
         message.set_content(body)
+        activity.heartbeat("claimed; sending")
         try:
-            # Under the heartbeat timeout (30 s), so an attempt never outlives its own retry.
-            await aiosmtplib.send(message, hostname=self.host, port=self.port, timeout=20)
+            # The whole exchange under the heartbeat timeout (30 s), so an attempt never outlives
+            # the retry that replaces it (aiosmtplib's own timeout is per command).
+            async with asyncio.timeout(20):
+                await aiosmtplib.send(message, hostname=self.host, port=self.port, timeout=20)
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            codes = [refused.code for refused in error.recipients]
+            if codes and all(500 <= code < 600 for code in codes):
+                first = error.recipients[0]
+                raise self._rejected(request, f"the recipient was refused: {first.code} {first.message}") from error
+            raise
         except aiosmtplib.SMTPResponseException as error:
             if 500 <= error.code < 600:
-                # A permanent refusal will not heal by retrying: ops must look at it.
-                raise ApplicationError(
-                    f"SMTP server refused the email {request.key}: {error.code} {error.message}",
-                    type=errors.MAIL_REJECTED,
-                    non_retryable=True,
-                ) from error
+                raise self._rejected(request, f"{error.code} {error.message}") from error
             raise
         await self._record_sent(request.key)
         return EmailSent(message_id=mid, already_sent=False)
+
+    @staticmethod
+    def _rejected(request: SendEmail, why: str) -> ApplicationError:
+        """A permanent refusal (5xx) will not heal by retrying: ops must look at it."""
+        return ApplicationError(
+            f"SMTP server refused the email {request.key}: {why}", type=errors.MAIL_REJECTED, non_retryable=True
+        )
 
     async def _record_sent(self, key: str) -> None:
         """The email is out: failing now would send it again on retry, so wait for PostgreSQL

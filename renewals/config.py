@@ -115,6 +115,9 @@ class Settings(BaseSettings):
         )
 
 
+SECRET_VARIABLES = frozenset({"PANEL_SECRET", "PAYMENTS_SECRET", "TEMPORAL_API_KEY", "DATABASE_URL"})
+
+
 class ConfigurationError(SystemExit):
     """A bad environment value: the process stops at start with a message naming the variable."""
 
@@ -127,5 +130,7 @@ def load_settings(**overrides: Any) -> Settings:
         lines = []
         for problem in error.errors():
             name = ".".join(str(part) for part in problem["loc"]) or "configuration"
-            lines.append(f"{name}: {problem['msg']} (got {problem.get('input')!r})")
+            # Never echo a secret into a log, even a wrong one.
+            shown = "(hidden)" if name in SECRET_VARIABLES else repr(problem.get("input"))
+            lines.append(f"{name}: {problem['msg']} (got {shown})")
         raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(lines)) from None

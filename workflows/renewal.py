@@ -113,6 +113,8 @@ class RenewalWorkflow:
         self._order: _Order | None = None
         self._checking_out = False
         self._cancel_reason: str | None = None
+        # Set while the order is being closed (lapse or cancel): payments then are unmatched (P10).
+        self._closing = False
         self._payments: dict[str, PaymentSeen] = {}
         self._outbox: list[SendEmail | SettlePayment] = []
         self._emails: list[str] = []
@@ -132,9 +134,12 @@ class RenewalWorkflow:
             await self._cart_stage(input)
         if self._stage == Stage.AWAITING_PAYMENT:
             await self._await_payment(input)
-        # Late handlers (a payment after the close) may still queue ledger writes.
+        # Late handlers (a payment after the close) may still queue ledger writes: return only
+        # when none is running and nothing is left to write.
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._drain_outbox()
+        while self._outbox:
+            await self._drain_outbox()
+            await workflow.wait_condition(workflow.all_handlers_finished)
         return RenewalResult(
             stage=self._stage,
             username=input.username,
@@ -253,6 +258,7 @@ class RenewalWorkflow:
         await self._email("renewal_confirmed", f"{order.number}:renewal_confirmed")
 
     async def _close(self, order: _Order, stage: Stage, reason: str) -> None:
+        self._closing = True
         await _activity(
             Store.close_order,
             CloseOrder(
@@ -310,14 +316,24 @@ class RenewalWorkflow:
                 ),
             )
             return
-        await _activity(
-            Mailer.send_email,
-            item,
-            # Long enough to outlast a database outage after the email is out (see Mailer).
-            start_to_close_timeout=EMAIL_TIMEOUT,
-            heartbeat_timeout=ACTIVITY_TIMEOUT,
-            summary=f"email {item.template.replace('_', ' ')} {item.order_number or item.username}",
-        )
+        try:
+            await _activity(
+                Mailer.send_email,
+                item,
+                # Long enough to outlast a database outage after the email is out (see Mailer).
+                start_to_close_timeout=EMAIL_TIMEOUT,
+                heartbeat_timeout=ACTIVITY_TIMEOUT,
+                summary=f"email {item.template.replace('_', ' ')} {item.order_number or item.username}",
+            )
+        except ActivityError as error:
+            cause = error.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == errors.MAIL_REJECTED):
+                raise
+            # A refused address will not heal by retrying, and must not stop the renewal: the
+            # refusal is kept where ops look (the view's emails, the current details).
+            self._emails.append(f"{item.key} refused: {cause.message}")
+            self._touch(f"email {item.template} refused by the mail server")
+            return
         self._emails.append(item.key)
 
     async def _drain_outbox(self) -> None:
@@ -430,7 +446,7 @@ class RenewalWorkflow:
         reason = years_refusal(request.years, cart.service.promotional)
         if reason:
             raise _refuse(reason, errors.INVALID_REQUEST)
-        if cart.mode == "reactivate" and workflow.now() >= self._window_end():
+        if workflow.now() >= self._window_end():
             # The cart was opened in time, but the service ceased while it sat there (R2).
             raise _refuse(
                 f"the reactivation window closed on {self._window_end():%Y-%m-%d}: "
@@ -438,12 +454,9 @@ class RenewalWorkflow:
             )
 
     def _deadline(self, ordered_at: datetime) -> datetime:
-        """P3: the payment deadline; a reactivation's never passes the end of the R2 window."""
-        policy, cart = self._input.policy, self._require_cart()
-        deadline = after(ordered_at, policy.payment_deadline)
-        if cart.mode == "reactivate":
-            deadline = min(deadline, self._window_end())
-        return deadline
+        """P3: the payment deadline, never past the day the service ceases (R2): a reactivation
+        meets that day, and so can a renewal whose cart sat past its expiry."""
+        return min(after(ordered_at, self._input.policy.payment_deadline), self._window_end())
 
     def _window_end(self) -> datetime:
         window = self._input.policy.reactivation_window
@@ -463,12 +476,7 @@ class RenewalWorkflow:
                 paid_cents=order.paid_cents if order else 0,
                 balance_cents=max(order.quote.total_cents - order.paid_cents, 0) if order else 0,
             )
-        if (
-            order is None
-            or order.number != entry.order_number
-            or self._stage != Stage.AWAITING_PAYMENT
-            or self._cancel_reason is not None
-        ):
+        if order is None or order.number != entry.order_number or not self._takes_payments():
             # P10: a late payment never revives a closed order; it waits for ops as unmatched.
             outcome = PaymentOutcome(
                 status="unmatched",
@@ -543,13 +551,15 @@ class RenewalWorkflow:
             )
 
     def _extended(self, due_by: datetime, days: int) -> datetime:
-        extended = after(due_by, timedelta(days=days))
-        if self._require_cart().mode == "reactivate":
-            extended = min(extended, self._window_end())
-        return extended
+        """An ops extension, bounded by the same R2 window as the deadline itself."""
+        return min(after(due_by, timedelta(days=days)), self._window_end())
+
+    def _takes_payments(self) -> bool:
+        """The order is open: not being closed, no cancel pending."""
+        return self._stage == Stage.AWAITING_PAYMENT and not self._closing and self._cancel_reason is None
 
     def _require_awaiting_payment(self) -> _Order:
-        if self._stage != Stage.AWAITING_PAYMENT or self._order is None or self._cancel_reason:
+        if self._order is None or not self._takes_payments():
             raise _refuse(f"there is no order awaiting payment: the renewal is {self._stage.value}")
         if self._order.paid_cents >= self._order.quote.total_cents:
             raise _refuse(f"order {self._order.number} is paid and being activated")
