@@ -74,6 +74,10 @@ async def _audit(conn: asyncpg.Connection, username: str, order_number: str | No
     )
 
 
+class TransactionConflict(Exception):
+    """A transaction id already in the ledger arrives with other details."""
+
+
 def _ledger_values(entry: PaymentEntry) -> tuple[Any, ...]:
     """A payment's columns, in the order of every INSERT INTO payments below."""
     return (
@@ -196,10 +200,24 @@ class Store:
             )
             if inserted:
                 return None
-            status: str = await conn.fetchval(
-                "SELECT status FROM payments WHERE transaction_id = $1", entry.transaction_id
+            known = await conn.fetchrow(
+                "SELECT status, order_number, amount_cents, currency, method FROM payments WHERE transaction_id = $1",
+                entry.transaction_id,
             )
-            return None if status == "received" else status
+        same = (known["order_number"], known["amount_cents"], known["currency"], known["method"]) == (
+            entry.order_number,
+            entry.amount_cents,
+            entry.currency,
+            entry.method,
+        )
+        if not same:
+            # The same id for another payment is an error upstream, never a second payment.
+            raise TransactionConflict(
+                f"transaction {entry.transaction_id} was already registered for {known['order_number']}, "
+                f"{known['amount_cents']} {known['currency']} by {known['method']}"
+            )
+        status: str = known["status"]
+        return None if status == "received" else status
 
     async def mark_unmatched(self, transaction_id: str, note: str) -> None:
         """Keep a payment nobody can take (unknown or closed order, P5/P10) for ops."""

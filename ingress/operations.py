@@ -17,7 +17,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.store import Store
+from activities.store import Store, TransactionConflict
 from renewals import errors, workflow_id
 from renewals import search_attributes as sa
 from renewals.dates import rome_today
@@ -141,7 +141,10 @@ class Ingress:
     async def payment(self, event: PaymentRegistered, *, by_hand: bool = False) -> PaymentOutcome:
         """Ledger first, then the renewal of the order; never lost, never applied twice."""
         entry = event.entry(by_hand=by_hand)
-        settled = await self.store.receive_payment(entry)
+        try:
+            settled = await self.store.receive_payment(entry)
+        except TransactionConflict as conflict:
+            raise RenewalsError(errors.NOT_ALLOWED, str(conflict)) from None
         if settled is not None:
             return await self._outcome("duplicate", event)
         username = await self.store.order_username(entry.order_number)

@@ -351,6 +351,19 @@ async def test_p5_repeated_transaction_id_changes_nothing(env, store, ingress):
     assert await store.pool.fetchval("SELECT count(*) FROM payments WHERE order_number = $1", order.order_number) == 1
 
 
+async def test_p5_a_transaction_id_reused_for_another_payment_is_refused(env, store, ingress):
+    service = await new_service(store)
+    await open_cart(ingress, service.username)
+    order = await checkout(ingress, service.username)
+    txn = f"reuse-{service.username}"
+    await pay(ingress, order.order_number, 1000, txn=txn)
+    with pytest.raises(RenewalsError) as refused:
+        await pay(ingress, order.order_number, 2050, txn=txn)
+    assert refused.value.status == 409 and "already registered" in refused.value.message
+    current = await view(env.client, service.username)
+    assert current.order is not None and current.order.paid_cents == 1000
+
+
 # ---------------------------------------------------------------------- P2, P3, P10: time passes
 
 
