@@ -31,7 +31,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from activities.store import Store
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
-from ingress.signing import signed_headers
+from ingress.signing import read_payload, signed_headers
 from renewals.config import Settings, load_settings
 from renewals.models import PaymentRegistered, ServiceRecord
 
@@ -90,7 +90,7 @@ def ingress_url(settings: Settings) -> str:
 
 
 def signed_request(settings: Settings, method: str, path: str, secret: str, body: bytes = b"") -> Any:
-    headers = signed_headers(secret, int(time.time()), body)
+    headers = signed_headers(secret, int(time.time()), body if method != "GET" else read_payload(method, path))
     headers["Content-Type"] = "application/json"
     try:
         response = httpx.request(method, ingress_url(settings) + path, content=body, headers=headers, timeout=60)

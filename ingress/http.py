@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
-from ingress.signing import SignatureError, verify
+from ingress.signing import SignatureError, read_payload, verify
 from renewals.models import (
     CartView,
     OrderView,
@@ -108,8 +108,15 @@ def create_app(
 
     async def signed_body(request: Request, secret: str) -> bytes:
         body = await read_body(request)
+        signed = body
+        if request.method == "GET":
+            if body:
+                raise ApiError(400, "bad_request", "a read has no body")
+            # The path as it came over the wire (not re-encoded by the framework), decoded once.
+            raw_path = request.scope.get("raw_path") or request.url.path.encode()
+            signed = read_payload("GET", raw_path.split(b"?", 1)[0].decode("latin-1"))
         try:
-            verify(secret, request.headers.get("x-timestamp"), request.headers.get("x-signature"), body, time.time())
+            verify(secret, request.headers.get("x-timestamp"), request.headers.get("x-signature"), signed, time.time())
         except SignatureError as error:
             raise ApiError(401, "bad_signature", str(error)) from None
         return body

@@ -8,6 +8,7 @@ captured request cannot be replayed later. Compared in constant time.
 import hashlib
 import hmac
 import re
+from urllib.parse import unquote
 
 TOLERANCE_SECONDS = 300
 # ASCII digits only: str.isdigit() also takes '²', which int() then refuses.
@@ -21,6 +22,12 @@ class SignatureError(Exception):
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
+
+
+def read_payload(method: str, path: str) -> bytes:
+    """What a bodiless request (a read) signs in place of its body: the method and the decoded
+    path, so a captured signature cannot read another username's page."""
+    return f"{method} {unquote(path)}".encode()
 
 
 def signed_headers(secret: str, timestamp: int, body: bytes) -> dict[str, str]:

@@ -40,7 +40,7 @@ from activities.mail import Mailer, message_id, one_line
 from activities.store import Store
 from ingress.http import MAX_BODY_BYTES, PANEL_EVENTS, PAYMENT_EVENTS, create_app
 from ingress.operations import Ingress
-from ingress.signing import signed_headers
+from ingress.signing import read_payload, signed_headers
 from renewals.models import SendEmail, ServiceRecord
 from starter import CliError, validate_services
 from tests.conftest import ROOT, MailSink, handle_of, new_service, today, unique
@@ -412,7 +412,7 @@ async def post(http: httpx.AsyncClient, path: str, body: bytes, secret: str) -> 
 
 
 async def signed_get(http: httpx.AsyncClient, path: str) -> httpx.Response:
-    return await http.get(path, headers=signed_headers(PANEL, int(time.time()), b""))
+    return await http.get(path, headers=signed_headers(PANEL, int(time.time()), read_payload("GET", path)))
 
 
 def refusal(response: httpx.Response, sent: bytes, statuses: set[int]) -> dict[str, str]:

@@ -19,7 +19,7 @@ from temporalio.service import RPCError
 from activities.store import Store
 from ingress.http import MAX_BODY_BYTES, create_app
 from ingress.operations import Ingress
-from ingress.signing import signed_headers
+from ingress.signing import read_payload, signed_headers
 from renewals import workflow_id
 from renewals.models import Stage
 from tests.conftest import (
@@ -112,8 +112,8 @@ async def pay_http(http: httpx.AsyncClient, order_number: str, amount_cents: int
 
 
 async def get(http: httpx.AsyncClient, path: str, *, secret: str = PANEL) -> httpx.Response:
-    """Reads are signed too, over an empty body."""
-    return await http.get(path, headers=signed_headers(secret, int(time.time()), b""))
+    """Reads are signed too, over the method and path."""
+    return await http.get(path, headers=signed_headers(secret, int(time.time()), read_payload("GET", path)))
 
 
 def ok(response: httpx.Response) -> dict[str, Any]:
@@ -596,3 +596,10 @@ async def test_openapi_lists_the_event_endpoints(http: httpx.AsyncClient) -> Non
     document = ok(await http.get("/openapi.json"))
     assert "/panel/events" in document["paths"]
     assert "/payments/events" in document["paths"]
+
+
+async def test_401_a_read_signature_is_bound_to_its_path(http: httpx.AsyncClient, store: Store) -> None:
+    mine, theirs = await new_service(store), await new_service(store)
+    headers = signed_headers(PANEL, int(time.time()), read_payload("GET", f"/panel/services/{mine.username}"))
+    assert (await http.get(f"/panel/services/{mine.username}", headers=headers)).status_code == 200
+    refused(await http.get(f"/panel/services/{theirs.username}", headers=headers), 401, "bad_signature")

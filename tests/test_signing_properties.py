@@ -30,7 +30,7 @@ import ingress.http
 from activities.store import Store
 from ingress.http import create_app
 from ingress.operations import Ingress
-from ingress.signing import TOLERANCE_SECONDS, SignatureError, sign, signed_headers, verify
+from ingress.signing import TOLERANCE_SECONDS, SignatureError, read_payload, sign, signed_headers, verify
 from renewals.models import Stage
 from tests.conftest import handle_of, new_service, payment, unique, view
 
@@ -365,14 +365,16 @@ def test_http_reads_pass_within_300_s_and_are_refused_beyond(
     @settings(HTTP_PROPERTY)
     @given(skew=st.integers(-(TOLERANCE_SECONDS - 10), TOLERANCE_SECONDS - 10))
     def within(skew: int) -> None:
-        response = run(http.get(path, headers=signed_headers(PANEL, int(time.time()) + skew, b"")))
+        response = run(
+            http.get(path, headers=signed_headers(PANEL, int(time.time()) + skew, read_payload("GET", path)))
+        )
         assert response.status_code == 200, response.text
 
     @settings(HTTP_PROPERTY)
     @given(away=st.integers(TOLERANCE_SECONDS + 2, 10**9), late=st.booleans())
     def beyond(away: int, late: bool) -> None:
         stamped = int(time.time()) + (away if late else -away)
-        bad_signature(run(http.get(path, headers=signed_headers(PANEL, stamped, b""))))
+        bad_signature(run(http.get(path, headers=signed_headers(PANEL, stamped, read_payload("GET", path)))))
 
     within()
     beyond()
@@ -432,8 +434,9 @@ def test_http_the_panel_secret_cannot_sign_payments_nor_the_payments_secret_pane
         bad_signature(run(http.post("/payments/events", content=body, headers=headers_for(PANEL, body))))
         body = renew(quiet_username)
         bad_signature(run(http.post("/panel/events", content=body, headers=headers_for(PAYMENTS, body))))
-        read_headers = signed_headers(PAYMENTS, int(time.time()), b"")
-        bad_signature(run(http.get(f"/panel/{read}/{quiet_username}", headers=read_headers)))
+        read_path = f"/panel/{read}/{quiet_username}"
+        read_headers = signed_headers(PAYMENTS, int(time.time()), read_payload("GET", read_path))
+        bad_signature(run(http.get(read_path, headers=read_headers)))
         assert recorder.calls == []
         assert not run(ledger_has(store, transaction_id))
 
@@ -486,14 +489,15 @@ def test_http_secrets_never_appear_in_answers_or_logs(
         else:
             path, body = endpoint, payment_body()[1]
         now = int(time.time())
-        headers: dict[str, Any] = headers_for(secret, body)
+        signed = read_payload("GET", path) if reading else body  # a read signs its method and path
+        headers: dict[str, Any] = headers_for(secret, signed)
         client = http
         if reading and flaw == "malformed-body":
             flaw = "stale"  # a read has no body to break
         if flaw == "the-other-secret":
-            headers = headers_for(PAYMENTS if secret == PANEL else PANEL, body)
+            headers = headers_for(PAYMENTS if secret == PANEL else PANEL, signed)
         elif flaw in ("stale", "future"):
-            headers = headers_for(secret, body, now + (-1 if flaw == "stale" else 1) * (TOLERANCE_SECONDS + 60))
+            headers = headers_for(secret, signed, now + (-1 if flaw == "stale" else 1) * (TOLERANCE_SECONDS + 60))
         elif flaw == "tampered-body":
             body = body + payload + b" "
         elif flaw == "tampered-signature":
@@ -509,7 +513,7 @@ def test_http_secrets_never_appear_in_answers_or_logs(
             client = broken_http
         stamp = headers.get("X-Timestamp")
         if isinstance(stamp, str) and stamp.isdigit():  # what the server computes, were it to compute it
-            right_signatures.append(sign(secret, int(stamp), body)[7:])
+            right_signatures.append(sign(secret, int(stamp), signed if reading else body)[7:])
         response = run(client.request("GET" if reading else "POST", path, content=body, headers=headers))
         assert response.status_code >= 400, response.text
         answers.append(response.text + " " + " ".join(f"{k}: {v}" for k, v in response.headers.items()))
