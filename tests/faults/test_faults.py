@@ -2,8 +2,10 @@
 
 Each test runs renewals end to end (renew, add-on, checkout, payment, activation) against a stack
 of separate processes and breaks one of them on purpose mid-run. Afterwards: every renewal is
-ACTIVATED, every expiry was extended exactly once, every logical email reached the sink exactly
-once (counted by Message-ID), and the ledger matches the orders. One line of figures per fault.
+ACTIVATED, every expiry was extended exactly once, every logical email reached the sink (counted
+by Message-ID) exactly once — or, only when a worker was killed right after the SMTP server took
+it, once more with the same Message-ID — and the ledger matches the orders. One line of figures
+per fault.
 
 `make test` runs the quick ones (worker kills, Temporal restart); the outages of 20 and 60 s
 are marked slow, and `make faults` runs all four.
@@ -38,6 +40,7 @@ from tests.faults.conftest import Stack, pause
 
 RENEWALS = int(os.environ.get("FAULTS_RENEWALS", "100"))
 CONCURRENCY = 20
+KILLS = 5
 T = TypeVar("T")
 
 
@@ -88,7 +91,9 @@ async def one_renewal(ingress: Ingress, username: str) -> OrderView:
     return order
 
 
-async def run_with_fault(stack: Stack, ingress: Ingress, name: str, fault: Callable[[], Awaitable[None]]) -> None:
+async def run_with_fault(
+    stack: Stack, ingress: Ingress, name: str, fault: Callable[[], Awaitable[None]], *, worker_kills: int = 0
+) -> None:
     prefix = f"{name}-{random.randrange(10**6):06d}"
     services = [
         ServiceRecord(
@@ -123,9 +128,14 @@ async def run_with_fault(stack: Stack, ingress: Ingress, name: str, fault: Calla
     figures = await verify(stack, ingress, services, orders, results)
     print(
         f"\nFAULT {name}: renewals {len(services)}, activated {figures['activated']}, "
-        f"lost {figures['lost']}, doubled {figures['doubled']}, in {elapsed:.0f} s"
+        f"lost {figures['lost']}, doubled {figures['doubled']}, "
+        f"emails resent after a worker crash {figures['resent']}, in {elapsed:.0f} s"
     )
     assert figures["lost"] == 0 and figures["doubled"] == 0, figures
+    # The one window no code can close: a worker killed between the SMTP server's 250 and the
+    # email log's update sends that email again, with the same Message-ID (receivers dedupe).
+    # At most one per kill; none at all where no worker is killed.
+    assert figures["resent"] <= worker_kills, figures
 
 
 async def verify(
@@ -166,23 +176,23 @@ async def verify(
     expected_ids = {row["message_id"] for row in expected}
     lost += 2 * len(services) - len(expected_ids)
     lost += len(expected_ids - set(ids))
-    doubled += sum(count - 1 for count in ids.values() if count > 1)
+    resent = sum(count - 1 for count in ids.values() if count > 1)
     assert {o.order_number for o in orders} == {
         row["order_number"]
         for row in await pool.fetch("SELECT order_number FROM orders WHERE username = ANY($1)", usernames)
     }
-    return {"activated": activated, "lost": lost, "doubled": doubled}
+    return {"activated": activated, "lost": lost, "doubled": doubled, "resent": resent}
 
 
 async def test_worker_killed_at_random_moments(stack, fault_ingress):
     async def kill_the_worker_repeatedly() -> None:
-        for _ in range(5):
+        for _ in range(KILLS):
             await pause(random.uniform(0.5, 2.5))
             stack.stop("worker", signal.SIGKILL)
             await pause(random.uniform(0.2, 1.0))
             stack.start_worker()
 
-    await run_with_fault(stack, fault_ingress, "worker-sigkill", kill_the_worker_repeatedly)
+    await run_with_fault(stack, fault_ingress, "worker-sigkill", kill_the_worker_repeatedly, worker_kills=KILLS)
 
 
 async def test_temporal_server_restarted_mid_run(stack, fault_ingress):
