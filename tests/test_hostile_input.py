@@ -480,6 +480,24 @@ async def no_workflow(env: WorkflowEnvironment, username: str) -> None:
 # ---------------------------------------------------------------------------- the two endpoints
 
 
+def assert_batch_changed_nothing(
+    run: Callable[[Awaitable[Any]], Any],
+    env: WorkflowEnvironment,
+    store: Store,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    start: int,
+    before: Any,
+) -> None:
+    """After a batch to one endpoint: enough requests, every one a 4xx, no state change, no
+    unexpected error in the logs."""
+    sent = SENT[path] - start
+    print(f"\nhostile input: {sent} generated requests to {path}, every one a 4xx")
+    assert sent >= 500
+    assert run(snapshot(env, store)) == before
+    assert unexpected_errors(caplog) == []
+
+
 def test_hostile_panel_events_are_refused_with_a_4xx_and_change_nothing(
     loop: asyncio.AbstractEventLoop,
     http: httpx.AsyncClient,
@@ -508,11 +526,7 @@ def test_hostile_panel_events_are_refused_with_a_4xx_and_change_nothing(
             run(no_workflow(env, event.username))
 
     check()
-    sent = SENT[PANEL_PATH] - start
-    print(f"\nhostile input: {sent} generated requests to {PANEL_PATH}, every one a 4xx")
-    assert sent >= 500
-    assert run(snapshot(env, store)) == before
-    assert unexpected_errors(caplog) == []
+    assert_batch_changed_nothing(run, env, store, caplog, PANEL_PATH, start, before)
 
 
 def test_hostile_payment_events_are_refused_with_a_4xx_and_change_nothing(
@@ -546,11 +560,7 @@ def test_hostile_payment_events_are_refused_with_a_4xx_and_change_nothing(
         assert well_formed(PAYMENT_EVENTS, body) is None, "a generated payment was well formed"
 
     check()
-    sent = SENT[PAYMENTS_PATH] - start
-    print(f"\nhostile input: {sent} generated requests to {PAYMENTS_PATH}, every one a 4xx")
-    assert sent >= 500
-    assert run(snapshot(env, store)) == before
-    assert unexpected_errors(caplog) == []
+    assert_batch_changed_nothing(run, env, store, caplog, PAYMENTS_PATH, start, before)
     # Ids PostgreSQL cannot even hold (NUL, lone surrogates) were refused by the pattern anyway.
     storable = {t for t in transaction_ids if "\x00" not in t and t.encode("utf-8", "replace").decode() == t}
     recorded = run(
