@@ -179,7 +179,13 @@ class Ingress:
         service = await self.store.get_service(username)
         if service is None:
             raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
-        found = eligibility(service, rome_today(now or datetime.now(UTC)), self.policy.reactivation_window)
+        policy = self.policy
+        found = eligibility(
+            service,
+            rome_today(now or datetime.now(UTC)),
+            policy.reactivation_window,
+            legacy=not policy.reactivation_last_day_included,
+        )
         return ServiceStatusView(
             username=username,
             status=found.status,

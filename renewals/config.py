@@ -112,6 +112,7 @@ class Settings(BaseSettings):
             cart_idle=self.cart_idle,
             reactivation_window=self.reactivation_window,
             instant_payment_grace=self.instant_payment_grace,
+            reactivation_last_day_included=True,
         )
 
 

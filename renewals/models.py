@@ -133,6 +133,9 @@ class Policy(Model):
     # R6: a card or PayPal order is normally paid at once; the instructions email waits this
     # long for that payment first. (A default, so inputs recorded before it still load.)
     instant_payment_grace: timedelta = timedelta(minutes=15)
+    # R2 (issue 18): the window's last day is the 90th after expiry, not the 89th. Inputs recorded
+    # before it lack the field and keep the boundary they were started with (no replay changes).
+    reactivation_last_day_included: bool = False
 
 
 # ---------------------------------------------------------------- workflow input and updates

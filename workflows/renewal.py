@@ -19,9 +19,9 @@ with workflow.unsafe.imports_passed_through():
     from renewals import WORKFLOW_TYPE, errors
     from renewals import search_attributes as sa
     from renewals.cart import Cart
-    from renewals.dates import after, rome_time, rome_today, start_of_day
+    from renewals.dates import after, rome_time, rome_today
     from renewals.durations import format_duration
-    from renewals.eligibility import refusal
+    from renewals.eligibility import reactivation_window_end, refusal
     from renewals.models import (
         INSTANT_METHODS,
         Activate,
@@ -163,7 +163,14 @@ class RenewalWorkflow:
                 return
             raise
         today = rome_today(workflow.now())
-        reason = refusal(context.service, input.mode, today, input.policy.reactivation_window)
+        policy = input.policy
+        reason = refusal(
+            context.service,
+            input.mode,
+            today,
+            policy.reactivation_window,
+            legacy=not policy.reactivation_last_day_included,
+        )
         if reason:
             self._set_stage(Stage.REFUSED, reason=reason)
             return
@@ -449,7 +456,7 @@ class RenewalWorkflow:
         if workflow.now() >= self._window_end():
             # The cart was opened in time, but the service ceased while it sat there (R2).
             raise _refuse(
-                f"the reactivation window closed on {self._window_end():%Y-%m-%d}: "
+                f"the reactivation window closed at {rome_time(self._window_end())}: "
                 "the service is ceased and can no longer be reactivated (R2)"
             )
 
@@ -459,8 +466,12 @@ class RenewalWorkflow:
         return min(after(ordered_at, self._input.policy.payment_deadline), self._window_end())
 
     def _window_end(self) -> datetime:
-        window = self._input.policy.reactivation_window
-        return start_of_day(self._require_cart().service.expires_on + timedelta(days=window.days))
+        policy = self._input.policy
+        return reactivation_window_end(
+            self._require_cart().service.expires_on,
+            policy.reactivation_window,
+            legacy=not policy.reactivation_last_day_included,
+        )
 
     # ------------------------------------------------------------------ payments (P5, P10)
 
@@ -547,7 +558,7 @@ class RenewalWorkflow:
         if self._extended(order.due_by, request.days) <= order.due_by:
             raise _refuse(
                 "the deadline of a reactivation cannot pass the end of the reactivation window "
-                f"({self._window_end():%Y-%m-%d}, R2/P3)"
+                f"({rome_time(self._window_end())}, R2/P3)"
             )
 
     def _extended(self, due_by: datetime, days: int) -> datetime:
