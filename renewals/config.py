@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     cart_idle: Duration = Field(timedelta(days=7), alias="RENEWALS_CART_IDLE")
     reactivation_window: Duration = Field(timedelta(days=90), alias="RENEWALS_REACTIVATION_WINDOW")
     instant_payment_grace: Duration = Field(timedelta(minutes=15), alias="RENEWALS_INSTANT_PAYMENT_GRACE")
+    # The ledger reconciler's period: a payment left `received` longer is delivered again (I2).
+    reconcile_every: Duration = Field(timedelta(minutes=5), alias="RENEWALS_RECONCILE_EVERY")
     # Temporal Cloud or a secured cluster: an mTLS client certificate and key (PEM files), or an API
     # key; the CA only for a server certificate no public CA signed. All unset for the local stack.
     # The names are the ones the `temporal` CLI reads, so one environment serves both.
