@@ -110,7 +110,9 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "bad_request")
-        return error_response(error.status_code, code, str(error.detail))
+        response = error_response(error.status_code, code, str(error.detail))
+        response.headers.update(error.headers or {})  # a 405's `Allow` (RFC 9110)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
