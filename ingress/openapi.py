@@ -126,7 +126,7 @@ def _event_type(model: type[BaseModel]) -> str:
     return str(value)
 
 
-def _constraints(schema: dict[str, Any]) -> str:
+def constraints(schema: dict[str, Any]) -> str:
     """What a field's schema checks, in words, so a description stays true when the model changes."""
     if "const" in schema:
         return f"exactly `{schema['const']}`"
@@ -177,7 +177,7 @@ def _describe_payment(schema: dict[str, Any]) -> None:
     }
     for name, text in words.items():
         if name in properties:
-            properties[name]["description"] = f"{text} Accepted: {_constraints(properties[name])}."
+            properties[name]["description"] = f"{text} Accepted: {constraints(properties[name])}."
 
 
 def _describe_panel_events(components: dict[str, Any]) -> None:
