@@ -521,7 +521,8 @@ def _security_schemes() -> dict[str, Any]:
             "type": "apiKey",
             "in": "header",
             "name": "X-Timestamp",
-            "description": f"Unix seconds of the request, signed with {variable} on {where}. {SIGNING_RULE}",
+            "description": f"Unix seconds of the request, within 5 minutes of the server's clock; signed by "
+            f"`{secret}Signature` ({variable}, on {where}).",
         }
         schemes[f"{secret}Signature"] = {
             "type": "apiKey",
@@ -589,3 +590,20 @@ def serve(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def main() -> None:
+    """`python -m ingress.openapi > docs/openapi.json`: the document, without a running stack."""
+    import json
+    from typing import cast
+
+    from ingress.http import create_app
+    from ingress.operations import Ingress
+
+    # The document depends on the routes alone; nothing here reaches Temporal or PostgreSQL.
+    app = create_app(cast(Ingress, None), "", "")
+    print(json.dumps(document(app), indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -9,11 +9,13 @@ negative data rejected, authentication enforced. `make test` sends a bounded num
 """
 
 import asyncio
+import json
 import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -160,10 +162,10 @@ def fuzz(document: dict[str, Any], base_url: str, examples: int) -> list[str]:
 
 
 @asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
+async def serving(app: ASGIApp, log_level: str = "warning") -> AsyncIterator[str]:
     """`app` on a local port, in this event loop (where the worker and the pools live)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="off"))
     task = asyncio.create_task(server.serve())
     await eventually(lambda: server.started, 20, "the ingress to listen")
     try:
@@ -212,6 +214,12 @@ async def test_openapi_document_is_valid_openapi_3_1_and_documents_every_route(s
     assert responses[("POST", "/payments/events")] == {"200"} | refusals - {"404", "429"}
     assert responses[("GET", "/panel/services/{username}")] == {"200"} | refusals - {"409", "429"}
     assert responses[("GET", "/healthz")] == {"200", "503"}
+
+
+async def test_the_committed_copy_is_the_served_document(served: Any) -> None:
+    app, _, _ = served
+    committed = json.loads((Path(__file__).resolve().parent.parent / "docs" / "openapi.json").read_text())
+    assert committed == app.openapi(), "docs/openapi.json is stale: python -m ingress.openapi > docs/openapi.json"
 
 
 async def test_every_answer_carries_an_example_that_matches_its_schema(served: Any) -> None:
@@ -309,7 +317,8 @@ async def test_413_429_and_503_answer_as_documented(ingress: Ingress, served: An
     # PostgreSQL that does not answer: a pool on a port where nothing listens (no connection at start).
     nowhere = Store(await asyncpg.create_pool(f"postgresql://postgres@127.0.0.1:{free_port()}/renewals", min_size=0))
     down = create_app(Ingress(ingress.client, nowhere, ingress.policy, ingress.task_queue), PANEL, PAYMENTS)
-    async with serving(tight) as tight_url, serving(down) as down_url:
+    # (uvicorn logs the ingress's own 503s as errors: expected here, so not shown)
+    async with serving(tight) as tight_url, serving(down, "critical") as down_url:
 
         def send() -> list[schemathesis.Response]:
             unknown = {"type": "renew_requested", "username": "nobody-here"}
