@@ -367,6 +367,15 @@ def pay(base_url: str, registered_at: str) -> requests.Response:
             id="past-year-9999-in-utc",
         ),
         pytest.param(
+            "0001-01-01T00:00:00+03:04",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the same field, found by `make contract-soak`: before year 1 in UTC, a 503 (OverflowError "
+                "in the ledger write), not a 422",
+            ),
+            id="before-year-1-in-utc",
+        ),
+        pytest.param(
             "2026-11-27T10:00:00",
             marks=pytest.mark.xfail(
                 strict=True,
