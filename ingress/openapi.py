@@ -102,7 +102,7 @@ class Operation:
     summary: str
     description: str
     ok: dict[str, Any]  # the 200 response
-    errors: tuple[int, ...]
+    refusals: tuple[int, ...]  # the error statuses it can answer
     secret: Secret | None = None
     tags: tuple[str, ...] = ()
     request: dict[str, Any] | None = None
@@ -373,7 +373,7 @@ def _username_parameter() -> dict[str, Any]:
         "in": "path",
         "required": True,
         "description": "The service's username.",
-        **{"schema": schema},
+        "schema": schema,
     }
 
 
@@ -403,7 +403,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "The cart view, or the order view after checkout.",
             {"cart": CART_EXAMPLE, "order": ORDER_EXAMPLE},
         ),
-        errors=(400, 401, 404, 409, 413, 422, 429, 503),
+        refusals=(400, 401, 404, 409, 413, 422, 429, 503),
     ),
     ("POST", "/payments/events"): Operation(
         operation_id="payment_event",
@@ -425,7 +425,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             },
         },
         ok=_json(_ref("PaymentOutcome"), "What the payment did (P5).", {"applied": OUTCOME_EXAMPLE}),
-        errors=(400, 401, 409, 413, 422, 503),
+        refusals=(400, 401, 409, 413, 422, 503),
     ),
     ("GET", "/panel/services/{username}"): Operation(
         operation_id="service_status",
@@ -435,7 +435,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         secret="panel",
         parameters=[_username_parameter()],
         ok=_json(_ref("ServiceStatusView"), "The service and its button.", {"active": SERVICE_EXAMPLE}),
-        errors=READ_ERRORS,
+        refusals=READ_ERRORS,
     ),
     ("GET", "/panel/renewals/{username}"): Operation(
         operation_id="renewal",
@@ -445,7 +445,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         secret="panel",
         parameters=[_username_parameter()],
         ok=_json(_ref("RenewalView"), "The renewal.", {"awaiting_payment": RENEWAL_EXAMPLE}),
-        errors=READ_ERRORS,
+        refusals=READ_ERRORS,
     ),
     ("GET", "/healthz"): Operation(
         operation_id="health",
@@ -453,7 +453,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="Unsigned; keep it off the public route of a reverse proxy.",
         tags=("ops",),
         ok=_json(_ref("Health"), "Both answer.", {"ok": {"status": "ok", "postgres": "ok", "temporal": "ok"}}),
-        errors=(503,),
+        refusals=(503,),
     ),
 }
 
@@ -479,7 +479,7 @@ def _error_response(status: int) -> dict[str, Any]:
 
 def _responses(operation: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": operation.ok}
-    for status in operation.errors:
+    for status in operation.refusals:
         if operation.operation_id == "health" and status == 503:
             responses["503"] = {
                 **_json(
