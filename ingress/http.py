@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
+from ingress import ui
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
 from ingress.signing import SignatureError, read_payload, verify
@@ -215,6 +216,7 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.include_router(ui.pages_for(ingress, panel_secret))  # the customer's pages, /ui/ (ingress/ui.py)
     from ingress.metrics import instrument  # GET /metrics and the request log line, outermost
 
     instrument(app)
