@@ -13,7 +13,8 @@ from renewals.dates import ROME
 from renewals.pricing import euro
 
 ADDON_NAMES = {"extra_storage": "Spazio aggiuntivo", "extra_users": "Utenti aggiuntivi"}
-ADDON_UNITS = {"extra_storage": "pacchetti", "extra_users": "utenti"}
+# (one, many) of each add-on's unit.
+ADDON_UNITS = {"extra_storage": ("pacchetto", "pacchetti"), "extra_users": ("utente", "utenti")}
 PAYMENT_METHODS = {
     "card": "Carta di credito",
     "paypal": "PayPal",
@@ -66,6 +67,12 @@ def percent(value: float) -> str:
 
 def megabytes(value: int) -> str:
     return f"{italian_number(value)} MB"
+
+
+def addon_quantity(quantity: int, addon: str) -> str:
+    """2, 'extra_storage' → '2 pacchetti'; 1, 'extra_users' → '1 utente'."""
+    one, many = ADDON_UNITS.get(addon, ("", ""))
+    return f"{quantity} {one if quantity == 1 else many}".strip()
 
 
 def _iso_to_italian(match: re.Match[str]) -> str:
@@ -156,5 +163,6 @@ FILTERS: dict[str, Callable[..., str]] = {
     "euro": euro,
     "percento": percent,
     "mb": megabytes,
+    "quantita": addon_quantity,
     "numero": italian_number,
 }

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from ingress.ui import cents_of
-from ingress.ui_words import italian_date, italian_time, megabytes, no_button_reason, percent, refusal
+from ingress.ui_words import addon_quantity, italian_date, italian_time, megabytes, no_button_reason, percent, refusal
 from renewals.pricing import euro
 
 
@@ -20,6 +20,8 @@ def test_italian_formats_of_money_dates_and_sizes():
     assert megabytes(1536) == "1.536 MB"
     assert percent(75.0) == "75 %"
     assert percent(95.3) == "95,3 %"
+    assert addon_quantity(1, "extra_users") == "1 utente"
+    assert addon_quantity(2, "extra_storage") == "2 pacchetti"
 
 
 @pytest.mark.parametrize(
