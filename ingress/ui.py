@@ -88,15 +88,9 @@ SECURITY_HEADERS = {
 log = logging.getLogger("renewals.ui")
 
 
-class Answer(Exception):
-    """Answer with this page instead of the one asked for (a refusal, sign-in needed)."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
-
-
 class Refused(Exception):
+    """Answer with a page saying why, instead of the one asked for."""
+
     def __init__(self, status: int, title: str, message: str, detail: str | None = None) -> None:
         super().__init__(message)
         self.status, self.title, self.message, self.detail = status, title, message, detail
@@ -251,8 +245,6 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
             async def guarded(request: Request) -> Response:
                 try:
                     return await handler(request)
-                except Answer as answer:
-                    return answer.response
                 except Refused as error:
                     return pages.refused(request, error, pages.session(request, "customer"))
                 except RenewalsError as error:
@@ -367,9 +359,9 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
         changed: CartView | OrderView | None = None
         try:
             changed = await ingress.panel(event_of(session.subject, fields))
-            notice = done.format(**fields, addon_name=ADDON_NAMES.get(fields.get("addon", ""), ""))
+            notice = done.format(addon_name=ADDON_NAMES.get(fields.get("addon", ""), ""))
         except ValidationError as invalid:
-            error = field_error(field, invalid)
+            error = field_error(invalid)
         except RenewalsError as refused:
             error = refusal(refused.message)
         cart = changed if isinstance(changed, CartView) else await pages.cart(session.subject)
@@ -390,12 +382,11 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
     @router.post("/carrello/aggiungi")
     async def add(request: Request) -> Response:
         def event(username: str, fields: dict[str, str]) -> PanelEvent:
-            quantity = fields.get("quantita", "1").strip() or "1"
             return AddonAdded(
                 type="addon_added",
                 username=username,
                 addon=fields.get("addon"),  # type: ignore[arg-type]  # validated here
-                quantity=int(quantity) if quantity.isdigit() else -1,
+                quantity=whole(fields.get("quantita", "").strip() or "1") or -1,
             )
 
         return await change_cart(request, event, "quantita", "{addon_name} aggiunto al carrello.")
@@ -439,13 +430,13 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
                     type="checkout_submitted",
                     username=session.subject,
                     payment_method=method,  # type: ignore[arg-type]  # validated here
-                    years=int(years) if years.isdigit() else 0,
+                    years=whole(years) or 0,
                 )
             )
             if isinstance(order, OrderView):
                 return see_other(f"/ui/ordini/{order.order_number}")
         except ValidationError as invalid:
-            error = field_error("pagamento" if method not in PAYMENT_METHODS else "anni", invalid)
+            error = field_error(invalid)
         except RenewalsError as refused:
             error = refusal(refused.message)
         renewal = await pages.current(session.subject)
@@ -454,7 +445,7 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
             return see_other(f"/ui/ordini/{renewal.order.order_number}")
         if renewal is None or renewal.cart is None or renewal.stage != Stage.CART:
             return see_other("/ui/rinnovo")
-        chosen_years = int(years) if years.isdigit() else 1
+        chosen_years = whole(years) or 1
         return pages.render(
             "modulo.html",
             422,
@@ -491,21 +482,34 @@ def pages_for(ingress: Ingress, panel_secret: str) -> APIRouter:
     return customer_pages(ingress, load_settings(PANEL_SECRET=panel_secret))
 
 
-def field_error(field: str, invalid: ValidationError) -> str:
-    """A form field's problem in Italian (the model's own message for anything unforeseen)."""
-    messages = {
-        "codice": "Il codice convenzione può contenere solo lettere, cifre, - e _ (al massimo 32 caratteri).",
-        "quantita": "La quantità deve essere un numero intero da 1 a 100.",
-        "addon": "Servizio aggiuntivo sconosciuto.",
-        "pagamento": "Scegli la modalità di pagamento.",
-        "anni": "Scegli la durata del rinnovo.",
-    }
-    return messages.get(field) or str(invalid)
+# The event's field → what the customer is told about the form field that fed it.
+FIELD_PROBLEMS = {
+    "code": "Il codice convenzione può contenere solo lettere, cifre, - e _ (al massimo 32 caratteri).",
+    "quantity": "La quantità deve essere un numero intero da 1 a 100.",
+    "addon": "Servizio aggiuntivo sconosciuto.",
+    "payment_method": "Scegli la modalità di pagamento.",
+    "years": "Scegli la durata del rinnovo.",
+}
+
+
+def field_error(invalid: ValidationError) -> str:
+    """What is wrong with a form, in Italian (the model's own words for anything unforeseen)."""
+    said = []
+    for problem in invalid.errors(include_url=False, include_input=False):
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        said.append(FIELD_PROBLEMS.get(field) or f"{field}: {problem['msg']}")
+    return " ".join(dict.fromkeys(said))
 
 
 # ---------------------------------------------------------------------- the local stack's pages
 
+WHOLE = re.compile(r"^[0-9]{1,9}\Z")
 AMOUNT = re.compile(r"^\s*(\d{1,7})(?:[.,](\d{1,2}))?\s*$")
+
+
+def whole(text: str) -> int | None:
+    """A whole number typed in a form ('2'), or None (not '²', not '-1', not '1e9')."""
+    return int(text) if WHOLE.match(text) else None
 
 
 def cents_of(amount: str) -> int | None:
@@ -555,9 +559,9 @@ def add_dev_pages(router: APIRouter, pages: Pages) -> None:
             "metodo": "bank_transfer",
             "transazione": f"BO-{secrets.token_hex(4).upper()}",
         }
-        cents = request.query_params.get("importo", "")
-        if cents.isdigit():
-            shown["importo"] = f"{int(cents) // 100},{int(cents) % 100:02d}"
+        cents = whole(request.query_params.get("importo", ""))
+        if cents:
+            shown["importo"] = f"{cents // 100},{cents % 100:02d}"
         shown.update(form or {})
         response = pages.render("dev_pagamenti.html", status, session, form=shown, **context)
         if fresh:

@@ -100,6 +100,10 @@ async def test_sign_in_link_sets_an_httponly_samesite_strict_session(http: httpx
     home = await client.get("/ui/")
     assert home.status_code == 200
     assert "Stato servizio" in home.text and italian(service.expires_on) in home.text and ">Rinnova<" in home.text
+    # Esci ends the session in this browser.
+    out = await client.post("/ui/esci", data={"csrf": csrf_of(home)})
+    assert out.status_code == 200 and "Sessione chiusa" in out.text
+    assert (await client.get("/ui/")).status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -151,6 +155,14 @@ async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
     # A cart change without the token is refused too, and the cart is as it was.
     refused = await client.post("/ui/carrello/aggiungi", data={"addon": "extra_users", "quantita": "1"})
     assert refused.status_code == 403
+    # Odd input with the token is a message in Italian, not a failure.
+    token = csrf_of(await client.get("/ui/carrello"))
+    for fields, said in (
+        ({"addon": "extra_users", "quantita": "²"}, "La quantità deve essere un numero intero da 1 a 100."),
+        ({"addon": "gold", "addon_name": "x"}, "Servizio aggiuntivo sconosciuto."),
+    ):
+        odd = await client.post("/ui/carrello/aggiungi", data={**fields, "csrf": token})
+        assert odd.status_code == 422 and said in odd.text, odd.text
     assert (await view(ingress.client, service.username)).cart.cart_addons == []  # type: ignore[union-attr]
 
 
@@ -181,6 +193,23 @@ async def test_another_customers_order_and_renewal_are_refused(
     # A session cookie re-signed for the other username without the secret is no session.
     cookie = client.cookies["renewals_session"].replace(mine.username, theirs.username, 1)
     assert (await fresh(http, {"renewals_session": cookie}).get(f"/ui/ordini/{number}")).status_code == 401
+
+
+async def test_r5_the_order_form_offers_one_or_two_years_on_promotion_and_refuses_three(
+    http: httpx.AsyncClient, store: Store, ingress: Ingress
+) -> None:
+    service = await new_service(store, promotional=True)
+    client = await signed_in(http, service.username)
+    opened = await client.post("/ui/rinnova", data={"azione": "renew", "csrf": csrf_of(await client.get("/ui/"))})
+    assert opened.status_code == 303
+    form = await client.get("/ui/ordine")
+    assert re.findall(r'<option value="(\d+)"', form.text) == ["1", "2"]
+    assert "Prodotto in promozione: uno o due anni" in form.text
+    refused = await client.post("/ui/ordine", data={"pagamento": "postal_slip", "anni": "3", "csrf": csrf_of(form)})
+    assert refused.status_code == 422
+    assert "Per un prodotto in promozione la durata del rinnovo può essere di uno o due anni." in refused.text
+    assert 'value="postal_slip" required checked' in refused.text  # the choice is kept
+    assert (await view(ingress.client, service.username)).stage == Stage.CART
 
 
 async def test_dev_pages_are_off_unless_panel_ui_dev_login(http: httpx.AsyncClient) -> None:

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from ingress.ui import cents_of
+from ingress.ui import cents_of, whole
 from ingress.ui_words import addon_quantity, italian_date, italian_time, megabytes, no_button_reason, percent, refusal
 from renewals.pricing import euro
 
@@ -52,3 +52,7 @@ def test_no_button_reasons_follow_r1_and_r2():
 )
 def test_amounts_typed_on_the_back_office_page(typed, cents):
     assert cents_of(typed) == cents
+
+
+def test_whole_numbers_typed_in_a_form():
+    assert [whole(text) for text in ("2", "10", "²", "-1", "1e9", "", " 2")] == [2, 10, None, None, None, None, None]
