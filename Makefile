@@ -18,7 +18,7 @@ install: $(STAMP)
 
 ## The whole system in the foreground: servers, worker, ingress, demo data. Ctrl-C stops it.
 run: install
-	$(PY) -m stack run
+	PANEL_UI_DEV_LOGIN=$${PANEL_UI_DEV_LOGIN:-1} $(PY) -m stack run
 
 ## Just PostgreSQL, the Temporal dev server and the SMTP sink.
 servers: install

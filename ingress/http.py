@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
-from ingress import openapi
+from ingress import openapi, ui
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
 from ingress.signing import SignatureError, read_payload, verify
@@ -176,6 +176,7 @@ def create_app(
         body = {"status": "ok" if healthy else "down", **checks}
         return JSONResponse(body, 200) if healthy else JSONResponse(body, 503, {"Retry-After": RETRY_AFTER_SECONDS})
 
+    app.include_router(ui.pages_for(ingress, panel_secret))  # the customer's pages, /ui/ (ingress/ui.py)
     openapi.serve(app)
     from ingress.metrics import instrument  # GET /metrics and the request log line, outermost
 

@@ -601,7 +601,7 @@ def main() -> None:
     from ingress.operations import Ingress
 
     # The document depends on the routes alone; nothing here reaches Temporal or PostgreSQL.
-    app = create_app(cast(Ingress, None), "", "")
+    app = create_app(cast(Ingress, None), "document-only-panel-secret", "document-only-payments-secret")
     print(json.dumps(document(app), indent=2, ensure_ascii=False))
 
 

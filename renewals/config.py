@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Renewals kept in the worker's memory between events; beyond it, the least recent is evicted
     # and replayed from history when it next hears of something (bounds RSS with many parked).
     worker_max_cached_workflows: int = Field(500, alias="WORKER_MAX_CACHED_WORKFLOWS", ge=0)
+    # The customer's pages (/ui/): a sign-in page listing the demo services and a payments back-office
+    # page, for clicking through a renewal on the local stack. Never on in production.
+    panel_ui_dev_login: bool = Field(False, alias="PANEL_UI_DEV_LOGIN")
     data_dir: Path = Field(Path("var"), alias="RENEWALS_DATA_DIR")
     mail_sink_dir: Path = Field(Path("var/mail"), alias="MAIL_SINK_DIR")
     reminders: Durations = Field(default_factory=lambda: parse_durations("3d,7d,14d"), alias="RENEWALS_REMINDERS")

@@ -60,21 +60,20 @@ Email = Annotated[
     AfterValidator(_mailable),
 ]
 # P11: a payment's reference is free text from a bank statement (kept, matched if it can be).
-PaymentReference = Annotated[
-    str, StringConstraints(min_length=1, max_length=140), AfterValidator(_no_control_characters)
-]
+PaymentReference = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,140}$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$", to_upper=True)]
 
 
-def _plausible_instant(value: datetime) -> datetime:
-    # An offset that pushes the instant past year 9999 (or before year 1) in UTC cannot be stored.
-    if not 2000 <= value.year <= 2999:
-        raise ValueError("must be a time between the years 2000 and 2999")
-    value.astimezone(UTC)
+def _storable_instant(value: datetime) -> datetime:
+    # An offset can push the instant past year 9999 (or before year 1) in UTC: no store can hold it.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be an instant between the years 1 and 9999 in UTC") from None
     return value
 
 
-RegisteredAt = Annotated[AwareDatetime, AfterValidator(_plausible_instant)]
+RegisteredAt = Annotated[AwareDatetime, AfterValidator(_storable_instant)]
 
 
 class Model(BaseModel):
