@@ -57,10 +57,15 @@ class Deadline:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        deadline = asyncio.timeout(self.seconds)
         try:
-            async with asyncio.timeout(self.seconds):
+            async with deadline:
                 await self.app(scope, receive, send_and_note)
-        except TimeoutError:
+        except Exception:
+            # Some clients turn the cancellation into their own error (the Temporal SDK's
+            # WorkflowUpdateRPCTimeoutOrCancelledError): past the deadline, any error is the deadline.
+            if not deadline.expired():
+                raise
             log.warning("%s %s not answered within %.0f s: 503", scope.get("method"), scope.get("path"), self.seconds)
             if not started:  # an answer already under way cannot be replaced; it is cut short
                 await unavailable(

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
-from ingress.bounds import REQUEST_DEADLINE_SECONDS, ConcurrencyLimit, Deadline
+from ingress.bounds import REQUEST_DEADLINE_SECONDS, RETRY_AFTER_DEADLINE, ConcurrencyLimit, Deadline
 from ingress.idempotency import HEADER as IDEMPOTENCY_HEADER
 from ingress.idempotency import REPLAYED_HEADER, Answer, IdempotencyKeys, KeyRefused
 from ingress.operations import Ingress, RenewalsError
@@ -140,7 +140,9 @@ class Health:
 
     async def _temporal(self) -> str:
         try:
-            await self.ingress.client.service_client.check_health(timeout=timedelta(seconds=self.timeout))
+            # Both bounds: the RPC's own timeout does not cover a connection that never completes.
+            async with asyncio.timeout(self.timeout):
+                await self.ingress.client.service_client.check_health(timeout=timedelta(seconds=self.timeout))
             return "ok"
         except Exception:  # noqa: BLE001
             log.warning("health: Temporal did not answer", exc_info=True)
@@ -241,7 +243,9 @@ def create_app(
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(503, "unavailable", "the renewal service could not answer; try again shortly")
+        response = error_response(503, "unavailable", "the renewal service could not answer; try again shortly")
+        response.headers["Retry-After"] = str(RETRY_AFTER_DEADLINE)
+        return response
 
     @app.post(
         "/panel/events",
