@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -205,7 +205,7 @@ def create_app(
             response = error_response(error.status, error.code, error.message)
         return Answer(response.status_code, bytes(response.body))
 
-    async def once(event: Any, key: str) -> JSONResponse:
+    async def once(event: Any, key: str) -> Response:
         try:
             done = await idempotency_keys().answer_once(
                 event.username, key, event.model_dump_json().encode(), lambda: panel_answer(event)
@@ -216,12 +216,8 @@ def create_app(
             if refusal.retry_after is not None:
                 response.headers["Retry-After"] = str(refusal.retry_after)
             return response
-        response = JSONResponse(None, status_code=done.status)
-        response.body = done.body
-        response.headers["content-length"] = str(len(done.body))
-        if done.replayed:
-            response.headers[REPLAYED_HEADER] = "true"
-        return response
+        replayed = {REPLAYED_HEADER: "true"} if done.replayed else None
+        return Response(done.body, status_code=done.status, media_type="application/json", headers=replayed)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -253,7 +249,7 @@ def create_app(
         openapi_extra=schema_of(PanelEvent),
         summary="A panel event: renew, reactivate, cart changes, checkout",
     )
-    async def panel_event(request: Request) -> JSONResponse:
+    async def panel_event(request: Request) -> Response:
         event = parse(PANEL_EVENTS, await signed_body(request, panel_secret))
         wait = limiter.retry_after(event.username) if limiter else None
         if wait is not None:
