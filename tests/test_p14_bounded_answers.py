@@ -137,7 +137,7 @@ async def test_p14_postgres_waiting_on_a_lock_answers_503(ingress: Ingress, stor
 async def test_p14_beyond_the_concurrency_cap_answers_503_with_retry_after_at_once(store: Store, silent: Silent):
     ingress = Ingress(await hanging_temporal(silent), store, POLICY, "renewals")
     service = await new_service(store)
-    async with client_of(create_app(ingress, PANEL, PAYMENTS, deadline=5, max_concurrency=1)) as http:
+    async with client_of(create_app(ingress, PANEL, PAYMENTS, deadline=2, max_concurrency=1)) as http:
         first = asyncio.create_task(signed_get(http, f"/panel/renewals/{service.username}"))
         await eventually(lambda: silent.accepted >= 1, what="the first request to be in flight")
         started = time.monotonic()
