@@ -228,6 +228,7 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         "TEMPORAL_UI_PORT": str(free_port()),
         "SMTP_PORT": str(free_port()),
         "INGRESS_PORT": str(free_port()),
+        "INGRESS_ADMIN_PORT": str(free_port()),
     }
 
 
