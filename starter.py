@@ -37,7 +37,8 @@ from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
 from ingress.signing import read_payload, signed_headers
 from renewals.config import Settings, load_settings, require_safe_exposure
-from renewals.models import PaymentRegistered, ServiceImport, ServiceRecord
+from renewals.events import PaymentRegistered
+from renewals.records import ServiceImport, ServiceRecord
 
 
 class CliError(Exception):

@@ -16,9 +16,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.store import Store
 from renewals import errors
+from renewals.calls import EmailSent, SendEmail
 from renewals.dates import ROME
 from renewals.mailbox import one_line, recipient, sendable
-from renewals.models import EmailSent, SendEmail
 from renewals.payments import instructions
 from renewals.pricing import euro
 

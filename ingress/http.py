@@ -33,7 +33,8 @@ from ingress.idempotency import REPLAYED_HEADER, Answer, IdempotencyKeys, KeyRef
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
 from ingress.signing import SignatureError, read_payload, verify
-from renewals.models import PanelEvent, PaymentRegistered, Username
+from renewals.events import PanelEvent, PaymentRegistered
+from renewals.types import Username
 
 MAX_BODY_BYTES = 64 * 1024
 RETRY_AFTER_SECONDS = str(RETRY_AFTER_DEADLINE)  # on a 503 (P14): a dependency that did not answer

@@ -24,28 +24,19 @@ from renewals import errors, workflow_id
 from renewals import search_attributes as sa
 from renewals.dates import rome_today
 from renewals.eligibility import eligibility
-from renewals.models import (
+from renewals.events import (
     AddonAdded,
     AddonRemoved,
-    CancelOrder,
-    CartView,
     CheckoutSubmitted,
     DiscountCodeApplied,
-    ExtendDeadline,
-    Mode,
-    OpenRequest,
-    OrderView,
     PanelEvent,
-    PaymentOutcome,
     PaymentRegistered,
-    Policy,
     ReactivateRequested,
-    RenewalInput,
-    RenewalView,
     RenewRequested,
-    ServiceStatusView,
-    Stage,
 )
+from renewals.messages import CancelOrder, ExtendDeadline, OpenRequest, Policy, RenewalInput
+from renewals.types import Mode, Stage
+from renewals.views import CartView, OrderView, PaymentOutcome, RenewalView, ServiceStatusView
 from workflows.renewal import RenewalWorkflow
 
 # Under the HTTP answer's 15 s (P14): a renewal that does not answer in time is a 503, never a hang.

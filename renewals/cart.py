@@ -3,26 +3,12 @@
 from datetime import date
 
 from renewals.dates import add_years
-from renewals.models import (
-    ADDONS,
-    MAX_ADDON_QUANTITY,
-    AddonName,
-    AddonQuantity,
-    CartView,
-    DiscountCode,
-    DiscountView,
-    Mode,
-    Model,
-    OrderLine,
-    OrderView,
-    PriceList,
-    Quote,
-    ServiceRecord,
-    Stage,
-)
 from renewals.pricing import order_lines, quote
+from renewals.records import AddonQuantity, DiscountCode, OrderLine, PriceList, Quote, ServiceRecord
 from renewals.storage import storage_alert
 from renewals.terms import allowed_years
+from renewals.types import ADDONS, MAX_ADDON_QUANTITY, AddonName, Mode, Model, Stage
+from renewals.views import CartView, DiscountView, OrderView
 
 
 class Cart(Model):

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from renewals import TASK_QUEUE
 from renewals.durations import parse_duration, parse_durations
-from renewals.models import Policy
+from renewals.messages import Policy
 
 # The README's local values: anyone may sign with them, so only loopback accepts them.
 DEV_SECRETS = {"PANEL_SECRET": "dev-panel-secret", "PAYMENTS_SECRET": "dev-payments-secret"}

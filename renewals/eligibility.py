@@ -5,7 +5,8 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from renewals.dates import start_of_day
-from renewals.models import Mode, ServiceRecord
+from renewals.records import ServiceRecord
+from renewals.types import Mode
 
 ServiceStatus = Literal["active", "expired", "ceased"]
 

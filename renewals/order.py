@@ -9,19 +9,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from renewals.dates import after
-from renewals.models import (
-    Model,
-    OrderLine,
-    OrderView,
-    PaymentEntry,
-    PaymentMethod,
-    PaymentOutcome,
-    PaymentSeen,
-    PaymentStatus,
-    Quote,
-    Stage,
-)
+from renewals.messages import PaymentEntry
 from renewals.payments import instructions
+from renewals.records import OrderLine, Quote
+from renewals.types import Model, PaymentMethod, PaymentStatus, Stage
+from renewals.views import OrderView, PaymentOutcome, PaymentSeen
 
 CURRENCY = "EUR"
 

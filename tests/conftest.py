@@ -33,7 +33,10 @@ from renewals import TASK_QUEUE, workflow_id
 from renewals import search_attributes as sa
 from renewals.config import Settings
 from renewals.dates import rome_today
-from renewals.models import PaymentOutcome, PaymentRegistered, RenewalView, ServiceRecord, Stage
+from renewals.events import PaymentRegistered
+from renewals.records import ServiceRecord
+from renewals.types import Stage
+from renewals.views import PaymentOutcome, RenewalView
 from stack.database import prepare
 from stack.postgres import EmbeddedPostgres, free_port
 from stack.smtp_sink import start_sink

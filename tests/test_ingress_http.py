@@ -21,7 +21,7 @@ from ingress.http import MAX_BODY_BYTES, create_admin_app, create_app
 from ingress.operations import Ingress
 from ingress.signing import read_payload, signed_headers
 from renewals import workflow_id
-from renewals.models import Stage
+from renewals.types import Stage
 from tests.conftest import (
     MailSink,
     eventually,

@@ -19,14 +19,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from ingress.operations import Ingress, RenewalsError
-from renewals.models import (
-    AddonAdded,
-    CheckoutSubmitted,
-    DiscountCodeApplied,
-    ReactivateRequested,
-    RenewRequested,
-    Stage,
-)
+from renewals.events import AddonAdded, CheckoutSubmitted, DiscountCodeApplied, ReactivateRequested, RenewRequested
+from renewals.types import Stage
 from tests.conftest import handle_of, new_service, pay, today
 from workflows.renewal import INSTANT_PAYMENT_GRACE_PATCH, RenewalWorkflow
 

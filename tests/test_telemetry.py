@@ -27,7 +27,7 @@ from ingress.operations import Ingress
 from ingress.signing import read_payload, signed_headers
 from renewals import workflow_id
 from renewals.config import ConfigurationError, Settings, load_settings
-from renewals.models import CheckoutSubmitted, RenewRequested
+from renewals.events import CheckoutSubmitted, RenewRequested
 from stack.postgres import free_port
 from telemetry import JsonFormatter, worker_runtime
 from tests.conftest import POLICY, ROOT, MailSink, new_service, payment, unique

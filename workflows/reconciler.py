@@ -9,7 +9,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentDesk
     from renewals import RECONCILER_WORKFLOW_TYPE
-    from renewals.models import Reconcile, Reconciled
+    from renewals.messages import Reconcile, Reconciled
     from workflows.renewal import RETRY
 
 

@@ -24,41 +24,39 @@ with workflow.unsafe.imports_passed_through():
     from activities.store import Store
     from renewals import REGISTER_PAYMENT, WORKFLOW_TYPE, errors
     from renewals import search_attributes as sa
+    from renewals.calls import (
+        Activate,
+        ChangeDueBy,
+        CloseOrder,
+        CreateOrder,
+        EmailTemplate,
+        FindDiscountCode,
+        LoadService,
+        SendEmail,
+        SettlePayment,
+    )
     from renewals.cart import Cart
     from renewals.dates import after, rome_today
     from renewals.details import current_details
     from renewals.durations import format_duration
     from renewals.eligibility import reactivation_window_end, refusal
-    from renewals.models import (
-        INSTANT_METHODS,
-        Activate,
+    from renewals.messages import (
         AddAddon,
         ApplyDiscount,
         CancelOrder,
-        CartView,
-        ChangeDueBy,
         Checkout,
-        CloseOrder,
-        CreateOrder,
-        EmailTemplate,
         ExtendDeadline,
-        FindDiscountCode,
-        LoadService,
         OpenRequest,
-        OrderView,
         PaymentEntry,
-        PaymentOutcome,
         RemoveAddon,
         RenewalInput,
         RenewalResult,
-        RenewalView,
-        SendEmail,
-        SettlePayment,
-        Stage,
     )
     from renewals.order import Order
     from renewals.pricing import discount_refusal, euro
     from renewals.terms import years_refusal
+    from renewals.types import INSTANT_METHODS, Stage
+    from renewals.views import CartView, OrderView, PaymentOutcome, RenewalView
 
 # Renewals started before issue 14 replay their recorded command sequence (tests/histories/);
 # those started after record this marker first and run the leaner, non-blocking path: reads as

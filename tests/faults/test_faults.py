@@ -26,15 +26,10 @@ import pytest
 
 from ingress.operations import Ingress, RenewalsError
 from renewals.dates import add_years
-from renewals.models import (
-    AddonAdded,
-    CheckoutSubmitted,
-    OrderView,
-    PaymentRegistered,
-    RenewRequested,
-    ServiceRecord,
-    Stage,
-)
+from renewals.events import AddonAdded, CheckoutSubmitted, PaymentRegistered, RenewRequested
+from renewals.records import ServiceRecord
+from renewals.types import Stage
+from renewals.views import OrderView
 from tests.conftest import eventually, handle_of, today
 from tests.faults.conftest import Stack, pause
 

@@ -7,7 +7,8 @@ import pytest
 from renewals.config import Settings
 from renewals.dates import rome_today
 from renewals.eligibility import eligibility, last_reactivation_day, reactivation_window_end, refusal, service_status
-from renewals.models import Policy, ServiceRecord
+from renewals.messages import Policy
+from renewals.records import ServiceRecord
 
 WINDOW = timedelta(days=90)
 EXPIRES = date(2025, 6, 30)
