@@ -173,10 +173,12 @@ def create_app(
     def answer(model: BaseModel) -> JSONResponse:
         return JSONResponse(model.model_dump(mode="json"))
 
-    async def panel_answer(event: Any) -> Answer:
-        """The event's answer, a refusal included: both are what a retry with its key gets back."""
+    async def panel_answer(event: Any, key: str) -> Answer:
+        """The event's answer, a refusal included: both are what a retry with its key gets back.
+        The key is the update's id too: a retry after a timeout whose update did reach the renewal
+        gets that update's outcome from Temporal, never a second change (P13)."""
         try:
-            response = answer(await ingress.panel(event))
+            response = answer(await ingress.panel(event, update_id=f"idempotency-key:{key}"))
         except RenewalsError as error:
             response = error_response(error.status, error.code, error.message)
         return Answer(response.status_code, bytes(response.body))
@@ -184,7 +186,7 @@ def create_app(
     async def once(event: Any, key: str) -> Response:
         try:
             done = await idempotency_keys().answer_once(
-                event.username, key, event.model_dump_json().encode(), lambda: panel_answer(event)
+                event.username, key, event.model_dump_json().encode(), lambda: panel_answer(event, key)
             )
         except KeyRefused as refusal:
             code = "not_allowed" if refusal.status == 409 else "invalid_request"

@@ -4,8 +4,9 @@ Every operation lists every status it can answer, each with its body (the `{"err
 model defined once, referenced everywhere), `Retry-After` on 429 and 503, and an example. The
 signature is a security scheme per secret (the panel's on `/panel/*`, the payments back office's
 on `/payments/events`), with the signing rule in its description. Request and answer schemas are
-generated from the models (renewals/events.py, renewals/views.py), so they follow the models; this module only adds the words a
-client needs (what each field means, P11's rule of what is checked and what is free text).
+generated from the models (renewals/events.py, renewals/views.py), so they follow the models;
+this module only adds the words a client needs (what each field means, P11's rule of what is
+checked and what is free text).
 
 `document(app)` builds it from the app's routes: a route with no entry in OPERATIONS is an error,
 so no endpoint can reach the app without its contract.

@@ -18,6 +18,7 @@ from ingress.http import create_app
 from ingress.idempotency import Answer, IdempotencyKeys, KeyRefused, fingerprint
 from ingress.operations import Ingress
 from ingress.signing import read_payload, signed_headers
+from renewals.events import AddonAdded
 from tests.conftest import eventually, new_service
 
 PANEL = "panel-test-secret"
@@ -119,7 +120,7 @@ async def test_p13_concurrent_requests_with_one_key_never_both_run(http, store):
     assert await cart_addons(http, username) == [{"addon": "extra_storage", "quantity": 1}]
 
 
-async def test_p13_after_24_hours_the_key_is_free_again(http, store):
+async def test_p13_after_24_hours_the_ingress_forgets_the_key_and_the_renewal_still_changes_once(http, store):
     username = await opened(http, store)
     key = str(uuid.uuid4())
     assert (await event(http, add_storage(username), key)).status_code == 200
@@ -130,7 +131,12 @@ async def test_p13_after_24_hours_the_key_is_free_again(http, store):
         key,
     )
     later = await event(http, add_storage(username), key)
+    # The stored answer is gone (no replay header), but the key is also the update's id: the
+    # renewal answers a repeat of that update with its first outcome, never a second add-on.
     assert later.status_code == 200 and "Idempotent-Replayed" not in later.headers
+    assert await cart_addons(http, username) == [{"addon": "extra_storage", "quantity": 1}]
+    other = await event(http, add_storage(username), str(uuid.uuid4()))
+    assert other.status_code == 200
     assert await cart_addons(http, username) == [{"addon": "extra_storage", "quantity": 2}]
 
 
@@ -195,3 +201,15 @@ async def test_p13_a_claim_whose_request_died_is_taken_over_after_its_lease(stor
         "UPDATE idempotency_keys SET claimed_at = now() - interval '2 minutes' WHERE username = $1", username
     )
     assert (await keys.answer_once(username, key, b"x", works)).status == 200
+
+
+async def test_p13_a_retry_whose_first_attempt_reached_the_renewal_changes_nothing(http, store, ingress: Ingress):
+    """The gap a stored answer cannot close: the first attempt timed out (no answer kept, the key
+    released) after its update reached the renewal. The key is the update's id, so the retry gets
+    the first update's outcome from Temporal instead of adding the add-on again."""
+    username = await opened(http, store)
+    event = AddonAdded(type="addon_added", username=username, addon="extra_storage", quantity=1)
+    first = await ingress.panel(event, update_id="idempotency-key:lost-answer")
+    again = await ingress.panel(event, update_id="idempotency-key:lost-answer")
+    assert first == again
+    assert await cart_addons(http, username) == [{"addon": "extra_storage", "quantity": 1}]
