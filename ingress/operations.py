@@ -23,7 +23,7 @@ from activities.store import Store, TransactionConflict
 from renewals import errors, workflow_id
 from renewals import search_attributes as sa
 from renewals.dates import rome_today
-from renewals.eligibility import eligibility
+from renewals.eligibility import eligibility_under
 from renewals.events import (
     AddonAdded,
     AddonRemoved,
@@ -142,13 +142,7 @@ class Ingress:
         service = await self.store.get_service(username)
         if service is None:
             raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
-        policy = self.policy
-        found = eligibility(
-            service,
-            rome_today(now or datetime.now(UTC)),
-            policy.reactivation_window,
-            legacy=not policy.reactivation_last_day_included,
-        )
+        found = eligibility_under(self.policy, service, rome_today(now or datetime.now(UTC)))
         return ServiceStatusView(
             username=username,
             status=found.status,

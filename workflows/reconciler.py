@@ -10,7 +10,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentDesk
     from renewals import RECONCILER_WORKFLOW_TYPE
     from renewals.messages import Reconcile, Reconciled
-    from workflows.renewal import RETRY
+    from workflows.effects import RETRY
 
 
 @workflow.defn(name=RECONCILER_WORKFLOW_TYPE)
