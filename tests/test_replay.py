@@ -22,9 +22,11 @@ from ingress.operations import Ingress, RenewalsError
 from renewals.events import AddonAdded, CheckoutSubmitted, DiscountCodeApplied, ReactivateRequested, RenewRequested
 from renewals.types import Stage
 from tests.conftest import handle_of, new_service, pay, today
-from workflows.renewal import INSTANT_PAYMENT_GRACE_PATCH, RenewalWorkflow
+from workflows.renewal import INSTANT_PAYMENT_GRACE_PATCH, RENEWAL_V2_PATCH, RenewalWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+# Recorded before RENEWAL_V2_PATCH (issue 14): renewals still running then replay on the legacy branches.
+BEFORE_V2 = HISTORIES / "before-v2"
 RECORD = os.environ.get("RENEWALS_RECORD_HISTORIES") == "1"
 
 
@@ -118,15 +120,26 @@ async def test_main_paths_replay_deterministically(env, store, ingress, name):
         (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
-@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda path: path.stem)
+@pytest.mark.parametrize(
+    "path", sorted(HISTORIES.rglob("*.json")), ids=lambda path: str(path.relative_to(HISTORIES).with_suffix(""))
+)
 async def test_recorded_history_replays(path: Path):
     history = WorkflowHistory.from_json(f"recorded-{path.stem}", path.read_text())
     result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
 
-def test_every_main_path_has_a_recorded_history():
+def test_every_main_path_has_a_recorded_history_before_and_after_v2():
     assert {path.stem for path in HISTORIES.glob("*.json")} == set(PATHS)
+    assert {path.stem for path in BEFORE_V2.glob("*.json")} == set(PATHS)
+
+
+@pytest.mark.parametrize("name", sorted(PATHS))
+def test_v2_marks_new_renewals_and_only_them(name):
+    before = WorkflowHistory.from_json("before", (BEFORE_V2 / f"{name}.json").read_text())
+    after = WorkflowHistory.from_json("after", (HISTORIES / f"{name}.json").read_text())
+    assert not any(RENEWAL_V2_PATCH in marker for marker in patch_markers(before))
+    assert any(RENEWAL_V2_PATCH in marker for marker in patch_markers(after))
 
 
 def checkout_of(history: WorkflowHistory) -> dict[str, object]:
@@ -144,16 +157,17 @@ def patch_markers(history: WorkflowHistory) -> list[str]:
         e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data.decode()
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and "patch-data" in e.marker_recorded_event_attributes.details
     ]
 
 
 async def test_card_history_recorded_before_the_instant_payment_patch_still_replays():
     """A card renewal recorded before INSTANT_PAYMENT_GRACE_PATCH (no marker: instructions at
     once) replays on today's code, which takes the old branch for it."""
-    before = WorkflowHistory.from_json("before", (HISTORIES / "cancelled_reactivation.json").read_text())
+    before = WorkflowHistory.from_json("before", (BEFORE_V2 / "cancelled_reactivation.json").read_text())
     assert not patch_markers(before)
     assert checkout_of(before)["payment_method"] == "card"
     await replayer().replay_workflow(before)
-    after = WorkflowHistory.from_json("after", (HISTORIES / "card_paid_at_once.json").read_text())
+    after = WorkflowHistory.from_json("after", (BEFORE_V2 / "card_paid_at_once.json").read_text())
     assert any(INSTANT_PAYMENT_GRACE_PATCH in marker for marker in patch_markers(after))
     await replayer().replay_workflow(after)
