@@ -6,11 +6,13 @@ command sequence without `workflow.patched` fails here. `RENEWALS_RECORD_HISTORI
 a patched change are kept, to prove running renewals survive it.
 """
 
+import base64
 import json
 import os
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -171,3 +173,56 @@ async def test_card_history_recorded_before_the_instant_payment_patch_still_repl
     after = WorkflowHistory.from_json("after", (BEFORE_V2 / "card_paid_at_once.json").read_text())
     assert any(INSTANT_PAYMENT_GRACE_PATCH in marker for marker in patch_markers(after))
     await replayer().replay_workflow(after)
+
+
+def _with_payloads_changed(name: str, change: Callable[[dict[str, Any]], None]) -> WorkflowHistory:
+    """A recorded history whose every JSON-object payload went through `change`."""
+    raw = json.loads((HISTORIES / f"{name}.json").read_text())
+    changed = 0
+
+    def walk(node: Any) -> None:
+        nonlocal changed
+        if isinstance(node, dict):
+            if set(node) >= {"metadata", "data"} and isinstance(node["data"], str):
+                try:
+                    value = json.loads(base64.b64decode(node["data"]))
+                except (ValueError, UnicodeDecodeError):
+                    value = None
+                if isinstance(value, dict):
+                    change(value)
+                    changed += 1
+                    node["data"] = base64.b64encode(json.dumps(value).encode()).decode()
+                return
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(raw)
+    assert changed >= 5, f"only {changed} payloads of {name} were changed"  # input, updates, activities
+    return WorkflowHistory.from_json(f"changed-{name}", json.dumps(raw))
+
+
+@pytest.mark.parametrize("name", ["happy_path", "cancelled_reactivation"])
+async def test_a_history_with_a_field_no_model_knows_still_replays(name):
+    """docs/evolving-models.md, rule 3: what a newer worker wrote (or a field removed since) loads."""
+    history = _with_payloads_changed(name, lambda value: value.update(field_from_the_future="x"))
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
+
+
+async def test_a_history_written_before_an_optional_field_existed_still_replays():
+    """docs/evolving-models.md, rule 1: a field added with a default reads histories without it."""
+
+    def older(value: dict[str, Any]) -> None:
+        policy = value.get("policy")
+        if isinstance(policy, dict):
+            policy.pop("reactivation_last_day_included", None)
+            policy.pop("instant_payment_grace", None)
+        value.pop("note", None)
+        value.pop("received_at", None)
+
+    history = _with_payloads_changed("happy_path", older)
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
