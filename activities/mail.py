@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from activities.store import Store
 from renewals import errors
 from renewals.calls import EmailSent, SendEmail
-from renewals.dates import ROME
+from renewals.dates import ROME, last_day_to_pay
 from renewals.mailbox import one_line, recipient, sendable
 from renewals.payments import instructions
 from renewals.pricing import euro
@@ -57,7 +57,7 @@ def render(request: SendEmail) -> tuple[str, str]:
         "total": euro(request.total_cents),
         "paid": euro(request.paid_cents),
         "balance": euro(request.balance_cents),
-        "due_by": italian_date(request.due_by),
+        "due_by": italian_date(last_day_to_pay(request.due_by) if request.due_by else None),
         "new_expires_on": italian_date(request.new_expires_on),
         "reason": request.reason or "",
         "refund_note": f"Hai pagato {euro(refund)} in più: ti saranno rimborsati." if refund else "",

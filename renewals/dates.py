@@ -44,3 +44,9 @@ def add_years(day: date, years: int) -> date:
     year = day.year + years
     last = calendar.monthrange(year, day.month)[1]
     return day.replace(year=year, day=min(day.day, last))
+
+
+def last_day_to_pay(due_by: datetime) -> date:
+    """The Rome date a customer is told to pay by: a deadline at Rome midnight (the start of a day,
+    as the R2 window's end is) means the day before it, the last whole day to pay."""
+    return (due_by - timedelta(microseconds=1)).astimezone(ROME).date()

@@ -5,7 +5,7 @@ from datetime import date
 
 from pydantic import Field, model_validator
 
-from renewals.types import MAX_ADDON_QUANTITY, AddonName, Email, Model, PlainText, Username, WireModel
+from renewals.types import MAX_ADDON_QUANTITY, AddonName, Email, MailableEmail, Model, PlainText, Username, WireModel
 
 
 class AddonQuantity(Model):
@@ -40,7 +40,10 @@ class ServiceRecord(Model):
 
 
 class ServiceImport(ServiceRecord, WireModel):
-    """A record as `services import` reads it: strict about unknown fields."""
+    """A record as `services import` reads it: strict about unknown fields, and about an address
+    the mailer could not send to (issue 12, item 1)."""
+
+    holder_email: MailableEmail
 
 
 class Product(Model):

@@ -45,11 +45,10 @@ def _mailable(value: str) -> str:
 
 
 PlainText = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_control_characters)]
-Email = Annotated[
-    str,
-    StringConstraints(pattern=r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$", max_length=254),
-    AfterValidator(_mailable),
-]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$", max_length=254)]
+# What `services import` accepts: an address the mailer can build an email for. Only the import
+# checks it; a record already stored still loads, and its email is a recorded refusal if it fails.
+MailableEmail = Annotated[Email, AfterValidator(_mailable)]
 
 
 # P11: a payment's reference is free text from a bank statement (kept, matched if it can be).

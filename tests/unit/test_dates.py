@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from renewals.dates import add_years, after, rome_today, start_of_day
+from renewals.dates import add_years, after, last_day_to_pay, rome_today, start_of_day
 
 DAY = timedelta(days=1)
 
@@ -95,3 +95,10 @@ def test_p9_rome_time_shows_an_instant_on_rome_s_clock():
 
     assert rome_time(datetime(2026, 12, 27, 13, 10, tzinfo=UTC)) == "2026-12-27 14:10 Rome"  # winter, UTC+1
     assert rome_time(datetime(2026, 7, 1, 22, 30, tzinfo=UTC)) == "2026-07-02 00:30 Rome"  # summer, UTC+2
+
+
+def test_issue12_item5_pay_by_is_the_last_whole_day_before_a_midnight_deadline():
+    # A reactivation's deadline at the end of day 90 is Rome midnight starting day 91: pay by day 90.
+    assert last_day_to_pay(start_of_day(date(2027, 4, 2))) == date(2027, 4, 1)
+    # A deadline during the day is that day.
+    assert last_day_to_pay(datetime(2027, 4, 2, 8, 15, tzinfo=UTC)) == date(2027, 4, 2)
