@@ -12,10 +12,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
+from activities.invoicing import invoice_by_number  # P17 (issue 17)
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
 from ingress.signing import SignatureError, read_payload, verify
@@ -188,6 +189,16 @@ def create_app(
     async def renewal(username: str, request: Request) -> JSONResponse:
         await signed_body(request, panel_secret)
         return answer(await ingress.renewal(username_of(username)))
+
+    # P17 (issue 17): an invoice's FatturaPA XML, by its number (FT-2026-000001).
+    @app.get("/panel/invoices/{number}", summary="An invoice's FatturaPA XML", response_class=Response)
+    async def invoice(number: str, request: Request) -> Response:
+        await signed_body(request, panel_secret)
+        found = await invoice_by_number(ingress.store.pool, number)
+        if found is None or found.xml is None:
+            raise ApiError(404, "not_found", f"no invoice numbered {number[:40]!r}")
+        disposition = f'attachment; filename="{found.file_name}"'
+        return Response(found.xml, media_type="application/xml", headers={"Content-Disposition": disposition})
 
     @app.get("/healthz", summary="200 when Temporal and PostgreSQL answer")
     async def healthz() -> JSONResponse:

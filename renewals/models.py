@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from renewals.billing import BillingData
+
 # Usernames reach SQL (always as parameters), workflow ids and email subjects: keep them plain.
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$", strict=True)]
 AddonName = Literal["extra_storage", "extra_users"]
@@ -85,6 +87,7 @@ class ServiceRecord(Model):
     storage_used_mb: int = Field(ge=0)
     included_users: int = Field(1, ge=1)
     addons: list[AddonQuantity] = []
+    billing: BillingData | None = None  # the invoice's holder (P17); records before it have none
 
     @model_validator(mode="after")
     def _consistent(self) -> "ServiceRecord":
@@ -377,11 +380,16 @@ class Activate(Model):
     years: int
     cart_addons: list[AddonQuantity]
     paid_at: datetime
+    # P17: the invoice is dated the Rome day the payment was registered (falls back to paid_at).
+    payment_registered_at: datetime | None = None
 
 
 class Activation(Model):
     previous_expires_on: date
     new_expires_on: date
+    # P17: the order's invoice (None: not issued; invoice_state says why, e.g. missing_billing_data).
+    invoice_number: str | None = None
+    invoice_state: str | None = None
 
 
 class CloseOrder(Model):
