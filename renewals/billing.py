@@ -52,12 +52,8 @@ def _upper(value: Any) -> Any:
 
 
 # Latin-1 text of 1..N characters: the schema's String60LatinType and String80LatinType.
-Text60 = Annotated[
-    str, BeforeValidator(_strip), StringConstraints(min_length=1, max_length=60), AfterValidator(_latin1)
-]
-Text80 = Annotated[
-    str, BeforeValidator(_strip), StringConstraints(min_length=1, max_length=80), AfterValidator(_latin1)
-]
+Text60 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60), AfterValidator(_latin1)]
+Text80 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80), AfterValidator(_latin1)]
 
 
 def _partita_iva(value: str) -> str:
@@ -91,10 +87,12 @@ Iban = Annotated[str, BeforeValidator(_upper), AfterValidator(_iban)]
 Cap = Annotated[str, BeforeValidator(_strip), StringConstraints(pattern=r"^[0-9]{5}$")]
 Provincia = Annotated[str, BeforeValidator(_upper), StringConstraints(pattern=r"^[A-Z]{2}$")]
 RecipientCode = Annotated[str, BeforeValidator(_upper), StringConstraints(pattern=r"^[A-Z0-9]{7}$")]
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 Pec = Annotated[
     str,
     BeforeValidator(_strip),
-    StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$", max_length=256),
+    # A dot-atom local part, as the schema's EmailType: no leading, trailing or double dot.
+    StringConstraints(pattern=rf"^{_ATOM}(\.{_ATOM})*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$", max_length=256),
 ]
 
 

@@ -339,7 +339,8 @@ def sdi_problems(xml: bytes) -> list[str]:
             total = _dec(line, "PrezzoTotale")
             if abs(total - expected) > CENT:
                 problems.append(
-                    f"line {n}: PrezzoTotale {total} is not PrezzoUnitario x Quantita = {expected} within 0.01 (00423)"
+                    f"line {n}: PrezzoTotale {total} is not PrezzoUnitario x Quantita = "
+                    f"{expected.quantize(CENT)} within 0.01 (00423)"
                 )
             line_rate = _dec(line, "AliquotaIVA")
             nature = line.findtext("Natura") or ""
@@ -370,7 +371,7 @@ def sdi_problems(xml: bytes) -> list[str]:
             if abs(tax - (taxable * summary_rate / 100)) > CENT:
                 problems.append(
                     f"summary at {summary_rate} %: Imposta {tax} is not ImponibileImporto x AliquotaIVA "
-                    f"= {taxable * summary_rate / 100} within 0.01 (00421)"
+                    f"= {(taxable * summary_rate / 100).quantize(CENT)} within 0.01 (00421)"
                 )
         for key in totals.keys() - summaries.keys():
             problems.append(f"no DatiRiepilogo for the lines at {key[0]} % {key[1]} (00419)".rstrip())
