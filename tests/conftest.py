@@ -175,7 +175,7 @@ def company_billing(**fields: Any) -> BillingData:
         "company_name": "Rossi Servizi S.r.l.",
         "vat_number": "09876540015",
         "address": ADDRESS,
-        "recipient_code": "M5UXCR1",
+        "recipient_code": "K7QW2XZ",
     }
     return BillingData.model_validate({**values, **fields})
 

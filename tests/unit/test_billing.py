@@ -19,9 +19,9 @@ def problems(**fields) -> str:
 
 
 def test_p17_valid_company_and_person_are_normalised():
-    company = company_billing(recipient_code="m5uxcr1", address={**ADDRESS, "provincia": "rm"})
-    assert company.recipient_code == "M5UXCR1" and company.address.provincia == "RM"
-    assert company.delivery_code == "M5UXCR1" and company.display_name == "Rossi Servizi S.r.l."
+    company = company_billing(recipient_code="k7qw2xz", address={**ADDRESS, "provincia": "rm"})
+    assert company.recipient_code == "K7QW2XZ" and company.address.provincia == "RM"
+    assert company.delivery_code == "K7QW2XZ" and company.display_name == "Rossi Servizi S.r.l."
     person = person_billing(tax_code="bnclcu90a41f205z")
     assert person.tax_code == "BNCLCU90A41F205Z" and person.delivery_code == "0000000"
     assert person.display_name == "Lucia Bianchi"

@@ -106,7 +106,7 @@ def test_p17_invoice_of_the_readme_order_reads_back_through_a38():
     document = read_with_a38(invoice.xml)
     header, body = document.fattura_elettronica_header, document.fattura_elettronica_body[0]
     assert document.get_versione() == "FPR12"
-    assert header.dati_trasmissione.codice_destinatario == "M5UXCR1"
+    assert header.dati_trasmissione.codice_destinatario == "K7QW2XZ"
     assert header.dati_trasmissione.progressivo_invio == "00016"
     assert header.cessionario_committente.dati_anagrafici.id_fiscale_iva.id_codice == "09876540015"
     general = body.dati_generali.dati_generali_documento
