@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from activities.store import apply_migrations
+from activities.store import MIGRATIONS_DIR, apply_migrations
 from stack.database import ensure_database
 from tests.conftest import eventually, stack_env, start_stack, today
 
@@ -47,20 +47,25 @@ async def schema_of(conn: asyncpg.Connection) -> list[tuple[str, ...]]:
     return [tuple(row) for row in columns] + [tuple(row) for row in indexes]
 
 
+# Every migration file in order (a new one needs no edit here).
+MIGRATIONS = sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+
+
 async def test_migrations_applied_twice_change_nothing(postgres_url):
     url = postgres_url.rsplit("/", 1)[0] + f"/migrations_{uuid.uuid4().hex[:8]}"
     await ensure_database(url)
     conn = await asyncpg.connect(url)
     try:
-        assert await apply_migrations(conn) == ["001_schema"]
+        assert await apply_migrations(conn) == MIGRATIONS
         first = await schema_of(conn)
         assert await apply_migrations(conn) == []
         assert await schema_of(conn) == first
         tables = {row[0] for row in first}
         assert {"services", "service_addons", "products", "discount_codes", "orders", "order_lines"} <= tables
         assert {"payments", "email_log", "renewal_events", "schema_migrations"} <= tables
+        assert {"invoices", "invoice_counters"} <= tables  # P17
         versions = await conn.fetch("SELECT version FROM schema_migrations")
-        assert [row["version"] for row in versions] == ["001_schema"]
+        assert sorted(row["version"] for row in versions) == MIGRATIONS
     finally:
         await conn.close()
 
@@ -173,7 +178,7 @@ async def test_make_run_stack_starts_serves_stops_and_keeps_its_data(tmp_path):
     process, banner = start_stack(env)
     try:
         assert "running" in banner, banner
-        assert "demo-active" in banner and "migrations applied now: ['001_schema']" in banner
+        assert "demo-active" in banner and f"migrations applied now: {MIGRATIONS}" in banner
         async with httpx.AsyncClient() as client:
             health = await eventually(
                 lambda: _get(client, f"http://127.0.0.1:{env['INGRESS_PORT']}/healthz"), 60, "the ingress"
