@@ -394,7 +394,7 @@ def _nature_problems(where: str, rate: Decimal, nature: str) -> list[str]:
     if rate != 0 and nature:
         return [f"{where}: Natura {nature} goes only with AliquotaIVA 0 (00401)"]
     if nature in BARE_NATURE_CODES:
-        return [f"{where}: Natura {nature} is refused by SdI since 2021; use a split code ({nature}.1, ...) (00445)"]
+        return [f"{where}: Natura {nature} is refused by SdI since 2021; use a split code ({nature}.1, ...)"]
     return []
 
 

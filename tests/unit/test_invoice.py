@@ -226,7 +226,7 @@ def test_p17_only_split_nature_codes_and_only_with_rate_zero(valid_xml):
     zero = mutate(mutate(valid_xml, f"{LINE}/AliquotaIVA", "0.00"), f"{LINE}/AliquotaIVA", add=("Natura", "N2"))
     assert schema_problems(zero) == []  # the schema 1.2.2 still takes N2: only our check stops it
     problems = sdi_problems(zero)
-    assert "line 1: Natura N2 is refused by SdI since 2021; use a split code (N2.1, ...) (00445)" in problems
+    assert "line 1: Natura N2 is refused by SdI since 2021; use a split code (N2.1, ...)" in problems
     assert "no DatiRiepilogo for the lines at 0.00 % N2 (00419)" in problems
     assert "line 1: AliquotaIVA 0 needs a Natura (00400)" in sdi_problems(
         mutate(valid_xml, f"{LINE}/AliquotaIVA", "0.00")
