@@ -14,7 +14,7 @@ and an order with an invoice gets the same one back, without taking a number.
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -138,7 +138,9 @@ async def issue_invoice(
         return await _record_not_issued(
             conn, order, MISSING_BILLING_DATA, f"service {order.username} has no billing data: no invoice issued"
         )
-    issued_on = rome_today(registered_at)
+    # Never after today: SdI refuses an invoice dated after it receives it (a clock or a back
+    # office ahead of ours).
+    issued_on = min(rome_today(registered_at), rome_today(datetime.now(UTC)))
     file_id = await conn.fetchval("SELECT nextval('invoice_file_seq')")
     try:
         # A savepoint: a bad invoice rolls back its number and nothing else of the activation.

@@ -22,6 +22,7 @@ from ingress.operations import Ingress
 from ingress.signing import read_payload, signed_headers
 from renewals.billing import BillingData
 from renewals.config import load_settings
+from renewals.dates import rome_today
 from renewals.invoice import schema_problems, sdi_problems
 from renewals.models import (
     Activate,
@@ -42,6 +43,7 @@ from tests.conftest import (
     new_service,
     pay,
     person_billing,
+    today,
     unique,
     wait_stage,
 )
@@ -151,26 +153,25 @@ async def test_p17_concurrent_activations_are_numbered_without_gap_or_repeat(sto
 async def test_p17_invoice_is_dated_the_rome_day_the_payment_was_registered(store):
     service, order_number = await awaiting_order(store, company_billing())
     # 23:30 UTC on 31 December is already 1 January in Rome: the invoice is of the new year.
-    registered = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
+    registered = datetime(2025, 12, 31, 23, 30, tzinfo=UTC)
     activation = await store.activate(activate(service, order_number, registered))
     invoice = await invoice_by_number(store.pool, activation.invoice_number or "")
     assert invoice is not None
-    assert (invoice.issued_on, invoice.year) == (date(2027, 1, 1), 2027)
-    assert activation.invoice_number == f"FT-2027-{invoice.progressive:06d}"
-    assert "<Data>2027-01-01</Data>" in (invoice.xml or "")
+    assert (invoice.issued_on, invoice.year) == (date(2026, 1, 1), 2026)
+    assert activation.invoice_number == f"FT-2026-{invoice.progressive:06d}"
+    assert "<Data>2026-01-01</Data>" in (invoice.xml or "")
+    # A registration dated in the future (a clock ahead) makes an invoice of today, never later.
+    service, order_number = await awaiting_order(store, company_billing())
+    activation = await store.activate(activate(service, order_number, datetime.now(UTC) + timedelta(days=400)))
+    invoice = await invoice_by_number(store.pool, activation.invoice_number or "")
+    assert invoice is not None and invoice.issued_on == today()
     # Without payment_registered_at (a workflow recorded before it), paid_at dates it.
     service, order_number = await awaiting_order(store, person_billing())
     request = activate(service, order_number)
     activation = await store.activate(request)
     invoice = await invoice_by_number(store.pool, activation.invoice_number or "")
-    assert invoice is not None and invoice.issued_on == request.paid_at.astimezone(invoice_zone()).date()
+    assert invoice is not None and invoice.issued_on == rome_today(request.paid_at)
     await assert_gapless(store)
-
-
-def invoice_zone():
-    from renewals.dates import ROME
-
-    return ROME
 
 
 async def test_p17_activation_without_billing_data_records_it_for_ops_and_takes_no_number(store):
