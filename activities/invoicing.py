@@ -195,6 +195,26 @@ async def issue_invoice(
     return StoredInvoice.of(row)
 
 
+async def issue_for_paid_order(pool: asyncpg.Pool, order_number: str, *, seller: Seller) -> StoredInvoice:
+    """Ops, once a service got its billing data: issue the invoice of an order activated without it
+    (state missing_billing_data), dated the Rome day the payment that completed it was registered.
+    The same numbering, lock and idempotency as at activation; an issued invoice comes back as is."""
+    async with pool.acquire() as conn, conn.transaction():
+        status = await conn.fetchval("SELECT status FROM orders WHERE order_number = $1 FOR UPDATE", order_number)
+        if status != "paid":
+            raise InvoiceError([f"order {order_number} is {status or 'unknown'}: only a paid order is invoiced"])
+        registered_at = await conn.fetchval(
+            """
+            SELECT coalesce(
+                (SELECT max(registered_at) FROM payments
+                 WHERE order_number = $1 AND status IN ('applied', 'overpaid')),
+                (SELECT paid_at FROM orders WHERE order_number = $1))
+            """,
+            order_number,
+        )
+        return await issue_invoice(conn, order_number, seller=seller, registered_at=registered_at)
+
+
 # ---------------------------------------------------------------------- reads
 
 

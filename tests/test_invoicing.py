@@ -191,6 +191,27 @@ async def test_p17_activation_without_billing_data_records_it_for_ops_and_takes_
     assert (again.invoice_number, again.invoice_state) == (None, "missing_billing_data")
 
 
+async def test_p17_ops_issue_the_missing_invoice_once_billing_data_is_imported(store, postgres_url):
+    service, order_number = await awaiting_order(store, None)
+    request = activate(service, order_number)
+    assert (await store.activate(request)).invoice_state == "missing_billing_data"
+    settings = load_settings(DATABASE_URL=postgres_url)
+    with pytest.raises(CliError, match=f"order {order_number} has no invoice: missing_billing_data"):
+        await read_invoice(settings, order_number)
+    with pytest.raises(CliError, match="the service .* has no billing data|has no invoice: missing_billing_data"):
+        await read_invoice(settings, order_number, issue=True)  # still none: nothing changes
+    await store.upsert_services([service.model_copy(update={"billing": company_billing()})])
+    xml = await read_invoice(settings, order_number, issue=True)
+    invoice = await invoice_of_order(store.pool, order_number)
+    assert invoice is not None and invoice.state == "issued" and invoice.xml == xml
+    assert invoice.issued_on == rome_today(request.paid_at)  # no payment in the ledger: the activation's time
+    assert await read_invoice(settings, order_number, issue=True) == xml  # issued once, read back after
+    await assert_gapless(store)
+    unpaid = (await awaiting_order(store, company_billing()))[1]
+    with pytest.raises(CliError, match=f"order {unpaid} is awaiting_payment: only a paid order is invoiced"):
+        await read_invoice(settings, unpaid, issue=True)
+
+
 async def test_p17_billing_data_is_stored_by_import_and_read_back(store):
     service = await new_service(store, billing=person_billing())
     read = await store.get_service(service.username)
