@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run servers test lint faults screenshot bench clean
+.PHONY: install run servers test lint faults contract-soak screenshot bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP)
 
 ## The whole system in the foreground: servers, worker, ingress, demo data. Ctrl-C stops it.
 run: install
-	$(PY) -m stack run
+	PANEL_UI_DEV_LOGIN=$${PANEL_UI_DEV_LOGIN:-1} $(PY) -m stack run
 
 ## Just PostgreSQL, the Temporal dev server and the SMTP sink.
 servers: install
@@ -35,6 +35,12 @@ test: install lint
 ## 60 s, each during FAULTS_RENEWALS (100) renewals; one line of figures per fault.
 faults: install
 	$(PY) -m pytest tests/faults -m 'slow or not slow' -s -q -p no:cacheprovider
+
+## Schemathesis against the ingress and its OpenAPI document, with CONTRACT_EXAMPLES (1000) examples
+## per operation and mode instead of `make test`'s 50 (about 7 minutes); prints how many requests it sent.
+contract-soak: install
+	CONTRACT_EXAMPLES=$(or $(CONTRACT_EXAMPLES),1000) $(PY) -m pytest tests/test_openapi_contract.py -k schemathesis \
+		--timeout 3600 -s -q -p no:cacheprovider
 
 ## With `make run` up: open the Web UI in headless Chromium and refresh docs/renewal-ui.png.
 screenshot: install

@@ -35,7 +35,7 @@ from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
 from ingress.signing import read_payload, signed_headers
 from renewals.config import Settings, load_settings
-from renewals.models import PaymentRegistered, ServiceRecord
+from renewals.models import PaymentRegistered, ServiceImport, ServiceRecord
 
 
 class CliError(Exception):
@@ -58,10 +58,11 @@ def validate_services(raw: bytes) -> list[ServiceRecord]:
         raise CliError(f"the file is not valid JSON: {error}") from None
     if not isinstance(data, list):
         raise CliError("the file must hold a JSON list of service records")
-    records, problems = [], []
+    records: list[ServiceRecord] = []
+    problems: list[str] = []
     for index, item in enumerate(data):
         try:
-            records.append(ServiceRecord.model_validate(item))
+            records.append(ServiceImport.model_validate(item))
         except ValidationError as error:
             for problem in error.errors(include_url=False):
                 field = ".".join(str(part) for part in problem["loc"]) or "record"

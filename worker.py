@@ -12,16 +12,29 @@ import signal
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 
 from activities.mail import Mailer
+from activities.payments import PaymentDesk
 from activities.store import Store
+from renewals import RECONCILER_SCHEDULE_ID
 from renewals.config import Settings, load_settings
+from renewals.models import Reconcile
 from telemetry import ActivityLog, configure_logging, worker_runtime
+from workflows.reconciler import LedgerReconciler
 from workflows.renewal import RenewalWorkflow
 
 log = logging.getLogger("renewals.worker")
@@ -35,12 +48,14 @@ def build_worker(
     client: Client, store: Store, mailer: Mailer, task_queue: str, *, max_cached_workflows: int = 500
 ) -> Worker:
     """One worker for the workflow and every activity; tests build theirs the same way."""
+    desk = PaymentDesk(client, store)
     return Worker(
         client,
         task_queue=task_queue,
         max_cached_workflows=max_cached_workflows,
-        workflows=[RenewalWorkflow],
+        workflows=[RenewalWorkflow, LedgerReconciler],
         activities=[
+            desk.redeliver_stuck_payments,
             store.load_service,
             store.find_discount_code,
             store.create_order,
@@ -53,6 +68,21 @@ def build_worker(
         interceptors=[ActivityLog()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
+
+
+async def ensure_reconciler_schedule(client: Client, task_queue: str, every: timedelta) -> None:
+    """The ledger reconciler's Schedule (issue 12, I2), created once; a second worker finds it."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            LedgerReconciler.run, Reconcile(older_than=every), id=RECONCILER_SCHEDULE_ID, task_queue=task_queue
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(RECONCILER_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        pass
 
 
 def tls_config(settings: Settings) -> TLSConfig | None:
@@ -96,6 +126,7 @@ async def main() -> None:
     worker = build_worker(
         client, store, mailer, settings.temporal_task_queue, max_cached_workflows=settings.worker_max_cached_workflows
     )
+    await ensure_reconciler_schedule(client, settings.temporal_task_queue, settings.reconcile_every)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

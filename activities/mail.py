@@ -3,9 +3,7 @@ a retried activity never sends the same logical email twice, with a stable Messa
 
 import asyncio
 import hashlib
-import re
 from datetime import UTC, date, datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ from activities.invoicing import StoredInvoice, invoice_of_order  # P17 (issue 1
 from activities.store import Store
 from renewals import errors
 from renewals.dates import ROME
+from renewals.mailbox import one_line, recipient, sendable
 from renewals.models import EmailSent, SendEmail
 from renewals.payments import instructions
 from renewals.pricing import euro
@@ -38,23 +37,6 @@ def italian_date(value: date | datetime | None) -> str:
     if isinstance(value, datetime):
         value = value.astimezone(ROME).date()
     return value.strftime("%d/%m/%Y")
-
-
-def sendable(text: str) -> str:
-    """Text from the data as it can go out in UTF-8: a lone surrogate (legal in a Python str,
-    and in JSON's \\u escapes) becomes "?" instead of failing the email for ever."""
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
-def one_line(text: str) -> str:
-    """Control characters (CR, LF, ...) to spaces: nothing from the data can start a header line."""
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", sendable(text)).strip()
-
-
-def display_name(name: str) -> str:
-    """A holder name fit for the To line: one line, and without the characters that, once a long
-    or non-ASCII header is folded, would read as more addresses ("Rossi, evil@example.com")."""
-    return re.sub(r"\s+", " ", re.sub(r'[",;:<>@()\[\]\\]', " ", one_line(name))).strip()
 
 
 def message_id(key: str) -> str:
@@ -110,9 +92,18 @@ class Mailer:
         )
         if status == "sent":
             return EmailSent(message_id=mid, already_sent=True)
+        if status == "refused":
+            raise ApplicationError(
+                f"the email {request.key} was refused for good before", type=errors.MAIL_REJECTED, non_retryable=True
+            )
+        try:
+            to = recipient(request.to_name, request.to_email)
+        except ValueError as error:
+            # An address no email can be built for will not heal by retrying: a recorded refusal.
+            raise await self._rejected(request, str(error)) from None
         message = EmailMessage()
         message["From"] = self.sender
-        message["To"] = Address(display_name=display_name(request.to_name), addr_spec=one_line(request.to_email))
+        message["To"] = to
         message["Subject"] = one_line(subject)
         message["Date"] = format_datetime(datetime.now(UTC))
         message["Message-ID"] = mid
@@ -124,7 +115,6 @@ class Mailer:
         if invoice is not None and invoice.xml is not None:
             attachment = invoice.xml.encode()
             message.add_attachment(attachment, maintype="application", subtype="xml", filename=invoice.file_name)
-        activity.heartbeat("claimed; sending")
         try:
             # The whole exchange under the heartbeat timeout (30 s), so an attempt never outlives
             # the retry that replaces it (aiosmtplib's own timeout is per command).
@@ -134,11 +124,13 @@ class Mailer:
             codes = [refused.code for refused in error.recipients]
             if codes and all(500 <= code < 600 for code in codes):
                 first = error.recipients[0]
-                raise self._rejected(request, f"the recipient was refused: {first.code} {first.message}") from error
+                raise await self._rejected(
+                    request, f"the recipient was refused: {first.code} {first.message}"
+                ) from error
             raise
         except aiosmtplib.SMTPResponseException as error:
             if 500 <= error.code < 600:
-                raise self._rejected(request, f"{error.code} {error.message}") from error
+                raise await self._rejected(request, f"{error.code} {error.message}") from error
             raise
         await self._record_sent(request.key)
         return EmailSent(message_id=mid, already_sent=False)
@@ -151,11 +143,12 @@ class Mailer:
         invoice = await invoice_of_order(self.store.pool, request.order_number)
         return invoice if invoice is not None and invoice.number is not None else None
 
-    @staticmethod
-    def _rejected(request: SendEmail, why: str) -> ApplicationError:
-        """A permanent refusal (5xx) will not heal by retrying: ops must look at it."""
+    async def _rejected(self, request: SendEmail, why: str) -> ApplicationError:
+        """A permanent refusal (5xx, an address no email can be built for) will not heal by
+        retrying: recorded in the email log, and ops see it (the renewal's emails and details)."""
+        await self.store.mark_email_refused(request.key, why)
         return ApplicationError(
-            f"SMTP server refused the email {request.key}: {why}", type=errors.MAIL_REJECTED, non_retryable=True
+            f"the email {request.key} cannot be delivered: {why}", type=errors.MAIL_REJECTED, non_retryable=True
         )
 
     async def _record_sent(self, key: str) -> None:

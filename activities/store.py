@@ -31,6 +31,7 @@ from renewals.models import (
     DiscountLookup,
     FindDiscountCode,
     LoadService,
+    OrderOwner,
     PaymentEntry,
     PriceList,
     Product,
@@ -39,6 +40,8 @@ from renewals.models import (
     SettlePayment,
 )
 
+# Seconds any one statement may take before asyncpg gives up on it (P14).
+COMMAND_TIMEOUT = 10.0
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -116,7 +119,10 @@ class Store:
 
     @classmethod
     async def connect(cls, database_url: str, *, max_size: int = 10, seller: Seller | None = None) -> "Store":
-        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size, reset=_reset)
+        # Every statement bounded (P14): a hung database fails the call, it never hangs it.
+        pool = await asyncpg.create_pool(
+            database_url, min_size=1, max_size=max_size, reset=_reset, command_timeout=COMMAND_TIMEOUT
+        )
         return cls(pool, seller)
 
     async def close(self) -> None:
@@ -199,46 +205,46 @@ class Store:
 
     # ------------------------------------------------------------ payments ledger (ingress side)
 
-    async def receive_payment(self, entry: PaymentEntry) -> str | None:
-        """Write a payment to the ledger before anything else hears of it.
+    async def receive_payment(self, entry: PaymentEntry) -> datetime:
+        """Write a payment to the ledger before anything else hears of it (P11: whatever it quotes).
 
-        Returns None when it is new (or was received but never settled, so it must be delivered
-        again), else the status it was settled with: the caller answers `duplicate`.
+        Returns when the ledger took it (a repeat returns the first time). The same transaction
+        id with other details is a TransactionConflict: an error upstream, never a second payment.
+        Whether a repeat is a duplicate is the order's renewal's decision, not the ledger's.
         """
         async with self.pool.acquire() as conn:
-            inserted = await conn.fetchval(
+            known = await conn.fetchrow(
                 """
-                INSERT INTO payments (transaction_id, order_number, amount_cents, currency, method,
-                                      registered_at, by_hand)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                ON CONFLICT (transaction_id) DO NOTHING
-                RETURNING 1
+                WITH inserted AS (
+                    INSERT INTO payments (transaction_id, order_number, amount_cents, currency, method,
+                                          registered_at, by_hand)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    ON CONFLICT (transaction_id) DO NOTHING
+                    RETURNING order_number, amount_cents, currency, method, received_at
+                )
+                SELECT * FROM inserted
+                UNION ALL
+                SELECT order_number, amount_cents, currency, method, received_at FROM payments
+                WHERE transaction_id = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
                 """,
                 *_ledger_values(entry),
             )
-            if inserted:
-                return None
-            known = await conn.fetchrow(
-                "SELECT status, order_number, amount_cents, currency, method FROM payments WHERE transaction_id = $1",
-                entry.transaction_id,
-            )
-        same = (known["order_number"], known["amount_cents"], known["currency"], known["method"]) == (
+        if (known["order_number"], known["amount_cents"], known["currency"], known["method"]) != (
             entry.order_number,
             entry.amount_cents,
             entry.currency,
             entry.method,
-        )
-        if not same:
-            # The same id for another payment is an error upstream, never a second payment.
+        ):
             raise TransactionConflict(
-                f"transaction {entry.transaction_id} was already registered for {known['order_number']}, "
+                f"transaction {entry.transaction_id} was already registered for {known['order_number']!r}, "
                 f"{known['amount_cents']} {known['currency']} by {known['method']}"
             )
-        status: str = known["status"]
-        return None if status == "received" else status
+        received_at: datetime = known["received_at"]
+        return received_at
 
-    async def mark_unmatched(self, transaction_id: str, note: str) -> None:
-        """Keep a payment nobody can take (unknown or closed order, P5/P10) for ops."""
+    async def settle_unmatched(self, transaction_id: str, note: str) -> bool:
+        """Keep a payment no renewal can take (unknown or closed order, P5/P10/P11) for ops.
+        True when it was waiting and is unmatched now; False when it had been settled before."""
         async with self.pool.acquire() as conn, conn.transaction():
             order_number = await conn.fetchval(
                 """
@@ -249,33 +255,36 @@ class Store:
                 transaction_id,
                 note,
             )
-            if order_number is not None:
-                username = await conn.fetchval("SELECT username FROM orders WHERE order_number = $1", order_number)
-                await _audit(
-                    conn,
-                    username or "",
-                    order_number,
-                    "payment_unmatched",
-                    transaction_id=transaction_id,
-                    note=note,
-                )
+            if order_number is None:
+                return False
+            username = await conn.fetchval("SELECT username FROM orders WHERE order_number = $1", order_number)
+            await _audit(
+                conn, username or "", order_number, "payment_unmatched", transaction_id=transaction_id, note=note
+            )
+            return True
 
-    async def order_username(self, order_number: str) -> str | None:
-        return await self.pool.fetchval("SELECT username FROM orders WHERE order_number = $1", order_number)
-
-    async def order_balance(self, order_number: str) -> tuple[int, int]:
-        """(total, paid so far) of an order, from the ledger; (0, 0) for an unknown order."""
+    async def order_owner(self, order_number: str) -> OrderOwner | None:
+        """Whose order a payment quotes, and what its renewal last recorded as paid; None if unknown."""
         row = await self.pool.fetchrow(
-            """
-            SELECT o.total_cents,
-                   coalesce((SELECT sum(p.amount_cents) FROM payments p
-                             WHERE p.order_number = o.order_number
-                               AND p.status IN ('applied', 'partial', 'overpaid')), 0) AS paid
-            FROM orders o WHERE o.order_number = $1
-            """,
-            order_number,
+            "SELECT username, total_cents, paid_cents FROM orders WHERE order_number = $1", order_number
         )
-        return (int(row["total_cents"]), int(row["paid"])) if row else (0, 0)
+        if row is None:
+            return None
+        return OrderOwner(username=row["username"], total_cents=row["total_cents"], paid_cents=row["paid_cents"])
+
+    async def stuck_payments(self, received_before: datetime, limit: int = 500) -> list[PaymentEntry]:
+        """Ledger rows still `received` (the renewal never heard of them), oldest first."""
+        rows = await self.pool.fetch(
+            """
+            SELECT transaction_id, order_number, amount_cents, currency, method, registered_at, by_hand,
+                   received_at
+            FROM payments WHERE status = 'received' AND received_at < $1
+            ORDER BY received_at LIMIT $2
+            """,
+            received_before,
+            limit,
+        )
+        return [PaymentEntry(**dict(row)) for row in rows]
 
     # ------------------------------------------------------------ activities
 
@@ -373,17 +382,24 @@ class Store:
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
                 ON CONFLICT (transaction_id) DO UPDATE
                     SET status = EXCLUDED.status, refund_cents = EXCLUDED.refund_cents,
-                        settled_at = now()
+                        note = $10, settled_at = now()
                     WHERE payments.status = 'received'
                 RETURNING 1
                 """,
                 *_ledger_values(entry),
                 outcome.status,
                 outcome.refund_cents,
+                outcome.note,
             )
             if settled:
+                # The renewal's own count of what is paid: the one source the ingress reads back.
                 username = await conn.fetchval(
-                    "SELECT username FROM orders WHERE order_number = $1", entry.order_number
+                    """
+                    UPDATE orders SET paid_cents = greatest(paid_cents, $2)
+                    WHERE order_number = $1 RETURNING username
+                    """,
+                    entry.order_number,
+                    outcome.paid_cents if outcome.status in ("applied", "partial", "overpaid") else 0,
                 )
                 await _audit(
                     conn,
@@ -395,6 +411,7 @@ class Store:
                     paid_cents=outcome.paid_cents,
                     refund_cents=outcome.refund_cents,
                     by_hand=entry.by_hand,
+                    note=outcome.note,
                 )
 
     @activity.defn
@@ -553,6 +570,11 @@ class Store:
             order_number,
         )
         return status
+
+    async def mark_email_refused(self, key: str, why: str) -> None:
+        await self.pool.execute(
+            "UPDATE email_log SET status = 'refused', note = $2 WHERE key = $1 AND status = 'sending'", key, why
+        )
 
     async def mark_email_sent(self, key: str, sent_at: datetime) -> None:
         await self.pool.execute(

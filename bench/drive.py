@@ -134,18 +134,14 @@ class Driver:
         await self.ingress.panel(RenewRequested(type="renew_requested", username=username))
         latencies["renew_requested"] = _since(start)
         start = time.perf_counter()
-        await self.ingress.panel(
-            AddonAdded(type="addon_added", username=username, addon="extra_storage", quantity=1)
-        )
+        await self.ingress.panel(AddonAdded(type="addon_added", username=username, addon="extra_storage", quantity=1))
         latencies["addon_added"] = _since(start)
         start = time.perf_counter()
         await self.ingress.panel(DiscountCodeApplied(type="discount_code_applied", username=username, code="PARTNER10"))
         latencies["discount_code_applied"] = _since(start)
         start = time.perf_counter()
         order = await self.ingress.panel(
-            CheckoutSubmitted(
-                type="checkout_submitted", username=username, payment_method="bank_transfer", years=1
-            )
+            CheckoutSubmitted(type="checkout_submitted", username=username, payment_method="bank_transfer", years=1)
         )
         latencies["checkout_submitted"] = _since(start)
         assert isinstance(order, OrderView), order

@@ -13,6 +13,7 @@ from temporalio import activity
 FLOOR_TASK_QUEUE = "bench-floor"
 FLOOR_WORKFLOW_TYPE = "BenchFloorWorkflow"
 
+
 class FloorInput(BaseModel):
     username: str
     cart_idle: timedelta
@@ -64,7 +65,6 @@ class FloorActivities:
     @activity.defn(name="floor_email")
     async def email(self, step: Step) -> Step:
         return step
-
 
 
 def floor_activities() -> list[Callable[..., object]]:

@@ -22,10 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # one of its frames matches, so these shares are inclusive and overlap.
 AREAS: list[tuple[str, str]] = [
     ("workflow tasks (temporalio/worker/_workflow.py and below)", r"temporalio/worker/_workflow\.py"),
-    ("sandbox: a new workflow instance (the workflow module imported again)",
-     r"SandboxedWorkflowRunner\.create_instance"),
-    ("sandbox: compiling workflow source again (no .pyc to load: PYTHONDONTWRITEBYTECODE)",
-     r"SandboxedWorkflowRunner\.create_instance(.|\n)*source_to_code"),
+    (
+        "sandbox: a new workflow instance (the workflow module imported again)",
+        r"SandboxedWorkflowRunner\.create_instance",
+    ),
+    (
+        "sandbox: compiling workflow source again (no .pyc to load: PYTHONDONTWRITEBYTECODE)",
+        r"SandboxedWorkflowRunner\.create_instance(.|\n)*source_to_code",
+    ),
     ("sandbox: activations (workflow code run in the sandbox)", r"_Instance\.activate "),
     ("workflows/renewal.py (our workflow code)", r"workflows/renewal\.py"),
     ("activity tasks (temporalio/worker/_activity.py and below)", r"temporalio/worker/_activity\.py"),
@@ -71,8 +75,20 @@ def record(pid: int, raw: Path, rate: int = 250) -> Recording | None:
     log = raw.with_suffix(".log")
     output = open(log, "wb")  # noqa: SIM115 - py-spy owns it from here
     process = subprocess.Popen(
-        [binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--output", str(raw),
-         "--gil", "--nonblocking"],
+        [
+            binary,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--gil",
+            "--nonblocking",
+        ],
         stdout=output,
         stderr=subprocess.STDOUT,
     )

@@ -118,8 +118,10 @@ def markdown(results: dict[str, Any]) -> str:
     if cost:
         out.append("| per renewal | renewal | floor |")
         out.append("|---|---:|---:|")
-        out.append(f"| history events | {_num(cost['history']['renewal']['events'], 0)} | "
-                   f"{_num(cost['history']['floor']['events'], 0)} |")
+        out.append(
+            f"| history events | {_num(cost['history']['renewal']['events'], 0)} | "
+            f"{_num(cost['history']['floor']['events'], 0)} |"
+        )
         db = cost.get("database")
         if db:
             by = db["round_trips_by_process"]
@@ -143,8 +145,9 @@ def markdown(results: dict[str, Any]) -> str:
                 renewal_ms = best["renewal"].get(name)
                 floor_name = "floor-worker" if name == "worker" else name
                 floor_ms = best["floor"].get(floor_name)
-                out.append(f"| CPU ms in {name} (c = {best['concurrency']}) | {_num(renewal_ms, 0)} | "
-                           f"{_num(floor_ms, 0)} |")
+                out.append(
+                    f"| CPU ms in {name} (c = {best['concurrency']}) | {_num(renewal_ms, 0)} | {_num(floor_ms, 0)} |"
+                )
         out.append("")
     pending = results.get("pending")
     if pending:
@@ -153,27 +156,37 @@ def markdown(results: dict[str, Any]) -> str:
         rows = [
             ("renewals parked awaiting payment", f"{pending['parked']} (c = {pending['concurrency']})"),
             ("time to park them", f"{pending['park']['seconds']:.1f} s ({pending['park']['per_second']:.1f}/s)"),
-            ("worker RSS at rest (started / warm)",
-             f"{_mb(pending['worker_rss_at_rest'])} / {_mb(pending['worker_rss_warm'])}"),
+            (
+                "worker RSS at rest (started / warm)",
+                f"{_mb(pending['worker_rss_at_rest'])} / {_mb(pending['worker_rss_warm'])}",
+            ),
             ("worker RSS with all parked", _mb(pending["worker_rss_parked"])),
-            ("worker RSS growth per parked renewal (the workflow cache is bounded: WORKER_MAX_CACHED_WORKFLOWS)",
-             f"{pending['worker_rss_per_parked'] / 1024:.0f} KB"),
+            (
+                "worker RSS growth per parked renewal (the workflow cache is bounded: WORKER_MAX_CACHED_WORKFLOWS)",
+                f"{pending['worker_rss_per_parked'] / 1024:.0f} KB",
+            ),
             ("Temporal server RSS with all parked", _mb(pending["temporal_rss_parked"])),
             ("PostgreSQL PSS with all parked", _mb(pending["postgres_pss_parked"])),
             ("database size (pg_database_size)", _mb(pending["database_bytes"])),
             ("Temporal SQLite file (with -wal, -shm)", _mb(pending["temporal_db_bytes"])),
-            ("drain: pay all until all ACTIVATED",
-             f"{pending['drain']['seconds']:.1f} s ({pending['drain']['per_second']:.1f}/s)"),
-            ("drain payment→activation p50 / p95 / p99 ms",
-             _triple(pending["drain"]["latency_s"], "payment_to_activation")),
+            (
+                "drain: pay all until all ACTIVATED",
+                f"{pending['drain']['seconds']:.1f} s ({pending['drain']['per_second']:.1f}/s)",
+            ),
+            (
+                "drain payment→activation p50 / p95 / p99 ms",
+                _triple(pending["drain"]["latency_s"], "payment_to_activation"),
+            ),
             ("worker RSS peak while draining", _mb(pending["worker_rss_drain_peak"])),
         ]
         out += [f"| {name} | {value} |" for name, value in rows]
         out.append("")
     sqlite = results.get("sqlite")
     if sqlite:
-        out.append(f"| dev server SQLite (c = {sqlite['concurrency']}) | floor/s | renewals/s | renewal p99 "
-                   "payment→activation ms |")
+        out.append(
+            f"| dev server SQLite (c = {sqlite['concurrency']}) | floor/s | renewals/s | renewal p99 "
+            "payment→activation ms |"
+        )
         out.append("|---|---:|---:|---:|")
         for row in sqlite["variants"]:
             out.append(
@@ -219,11 +232,20 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
     left.legend()
     for event, style in (("payment_to_activation", "o-"), ("checkout_submitted", "s--"), ("renew_requested", "^:")):
         values = [(level["renewal"]["latency_s"].get(event) or {}).get("p99") for level in sweep]
-        right.plot(levels, [value * 1000 if value is not None else float("nan") for value in values], style,
-                   label=f"renewal {event}")
+        right.plot(
+            levels,
+            [value * 1000 if value is not None else float("nan") for value in values],
+            style,
+            label=f"renewal {event}",
+        )
     floor_p99 = [(level["floor"]["latency_s"].get("payment_to_activation") or {}).get("p99") for level in sweep]
-    right.plot(levels, [value * 1000 if value is not None else float("nan") for value in floor_p99], "o:",
-               color="grey", label="floor payment_to_activation")
+    right.plot(
+        levels,
+        [value * 1000 if value is not None else float("nan") for value in floor_p99],
+        "o:",
+        color="grey",
+        label="floor payment_to_activation",
+    )
     right.set_xscale("log", base=2)
     right.set_yscale("log")
     right.set_xticks(levels, [str(level) for level in levels])

@@ -261,7 +261,5 @@ class BenchStack:
     def temporal_db_bytes(self) -> int:
         assert self.temporal_db is not None
         return sum(
-            path.stat().st_size
-            for path in self.temporal_db.parent.glob(self.temporal_db.name + "*")
-            if path.is_file()
+            path.stat().st_size for path in self.temporal_db.parent.glob(self.temporal_db.name + "*") if path.is_file()
         )

@@ -17,21 +17,14 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
 from activities.invoicing import invoice_by_number  # P17 (issue 17)
+from ingress import openapi, ui
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
 from ingress.signing import SignatureError, read_payload, verify
-from renewals.models import (
-    CartView,
-    OrderView,
-    PanelEvent,
-    PaymentOutcome,
-    PaymentRegistered,
-    RenewalView,
-    ServiceStatusView,
-    Username,
-)
+from renewals.models import PanelEvent, PaymentRegistered, Username
 
 MAX_BODY_BYTES = 64 * 1024
+RETRY_AFTER_SECONDS = "5"  # on a 503 (P14): a dependency that did not answer, asked again shortly
 PANEL_EVENTS: TypeAdapter[Any] = TypeAdapter(PanelEvent)
 PAYMENT_EVENTS: TypeAdapter[PaymentRegistered] = TypeAdapter(PaymentRegistered)
 USERNAME: TypeAdapter[str] = TypeAdapter(Username)
@@ -80,24 +73,6 @@ def parse(adapter: TypeAdapter[Any], body: bytes) -> Any:
         raise ApiError(422, "invalid_request", describe(error)) from None
 
 
-REF_TEMPLATE = "#/components/schemas/{model}"
-# Schemas the raw-body endpoints refer to, added to the OpenAPI document's components.
-REQUEST_SCHEMAS: dict[str, Any] = {}
-
-
-def schema_of(model: Any) -> dict[str, Any]:
-    """The OpenAPI of an endpoint that reads its raw body (to check the signature first)."""
-    schema = TypeAdapter(model).json_schema(ref_template=REF_TEMPLATE)
-    REQUEST_SCHEMAS.update(schema.pop("$defs", {}))
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
-        "parameters": [
-            {"name": "X-Timestamp", "in": "header", "required": True, "schema": {"type": "string"}},
-            {"name": "X-Signature", "in": "header", "required": True, "schema": {"type": "string"}},
-        ],
-    }
-
-
 def create_app(
     ingress: Ingress, panel_secret: str, payments_secret: str, limiter: RateLimiter | None = None
 ) -> FastAPI:
@@ -136,7 +111,9 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "bad_request")
-        return error_response(error.status_code, code, str(error.detail))
+        response = error_response(error.status_code, code, str(error.detail))
+        response.headers.update(error.headers or {})  # a 405's `Allow` (RFC 9110)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -145,14 +122,12 @@ def create_app(
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(503, "unavailable", "the renewal service could not answer; try again shortly")
+        response = error_response(503, "unavailable", "the renewal service could not answer; try again shortly")
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return response
 
-    @app.post(
-        "/panel/events",
-        response_model=CartView | OrderView,
-        openapi_extra=schema_of(PanelEvent),
-        summary="A panel event: renew, reactivate, cart changes, checkout",
-    )
+    # Each route's contract (statuses, bodies, signature, examples) is in ingress/openapi.py.
+    @app.post("/panel/events")
     async def panel_event(request: Request) -> JSONResponse:
         event = parse(PANEL_EVENTS, await signed_body(request, panel_secret))
         wait = limiter.retry_after(event.username) if limiter else None
@@ -164,12 +139,7 @@ def create_app(
             return response
         return answer(await ingress.panel(event))
 
-    @app.post(
-        "/payments/events",
-        response_model=PaymentOutcome,
-        openapi_extra=schema_of(PaymentRegistered),
-        summary="A payment registered by the payments back office",
-    )
+    @app.post("/payments/events")
     async def payment_event(request: Request) -> JSONResponse:
         event = parse(PAYMENT_EVENTS, await signed_body(request, payments_secret))
         return answer(await ingress.payment(event))
@@ -180,18 +150,18 @@ def create_app(
         except ValidationError as error:
             raise ApiError(422, "invalid_request", "username: " + describe(error).split(": ", 1)[-1]) from None
 
-    @app.get("/panel/services/{username}", response_model=ServiceStatusView, summary="Which button the panel shows")
+    @app.get("/panel/services/{username}")
     async def service(username: str, request: Request) -> JSONResponse:
         await signed_body(request, panel_secret)
         return answer(await ingress.service(username_of(username)))
 
-    @app.get("/panel/renewals/{username}", response_model=RenewalView, summary="The current or latest renewal")
+    @app.get("/panel/renewals/{username}")
     async def renewal(username: str, request: Request) -> JSONResponse:
         await signed_body(request, panel_secret)
         return answer(await ingress.renewal(username_of(username)))
 
     # P17 (issue 17): an invoice's FatturaPA XML, by its number (FT-2026-000001).
-    @app.get("/panel/invoices/{number}", summary="An invoice's FatturaPA XML", response_class=Response)
+    @app.get("/panel/invoices/{number}", response_class=Response)
     async def invoice(number: str, request: Request) -> Response:
         await signed_body(request, panel_secret)
         found = await invoice_by_number(ingress.store.pool, number)
@@ -200,7 +170,7 @@ def create_app(
         disposition = f'attachment; filename="{found.file_name}"'
         return Response(found.xml, media_type="application/xml", headers={"Content-Disposition": disposition})
 
-    @app.get("/healthz", summary="200 when Temporal and PostgreSQL answer")
+    @app.get("/healthz")
     async def healthz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
@@ -214,18 +184,11 @@ def create_app(
         except Exception as error:  # noqa: BLE001
             checks["temporal"] = f"down: {type(error).__name__}"
         healthy = all(value == "ok" for value in checks.values())
-        return JSONResponse({"status": "ok" if healthy else "down", **checks}, status_code=200 if healthy else 503)
+        body = {"status": "ok" if healthy else "down", **checks}
+        return JSONResponse(body, 200) if healthy else JSONResponse(body, 503, {"Retry-After": RETRY_AFTER_SECONDS})
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            from fastapi.openapi.utils import get_openapi
-
-            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            document.setdefault("components", {}).setdefault("schemas", {}).update(REQUEST_SCHEMAS)
-            app.openapi_schema = document
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.include_router(ui.pages_for(ingress, panel_secret))  # the customer's pages, /ui/ (ingress/ui.py)
+    openapi.serve(app)
     from ingress.metrics import instrument  # GET /metrics and the request log line, outermost
 
     instrument(app)

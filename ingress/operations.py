@@ -1,11 +1,12 @@
 """One mapping from panel and payment events to workflow operations, for HTTP and CLI alike.
 
 Panel events become update-with-start (renew, reactivate) or updates (cart changes, checkout) on
-`renewal-<username>`. A payment is written to the ledger first, then delivered to the renewal
-that owns its order; when none can take it, it stays in the ledger as unmatched for ops.
+`renewal-<username>`. A payment goes to the payment desk (activities/payments.py): the ledger
+first, then the renewal that owns its order decides; when none can take it, it stays in the
+ledger as unmatched for ops. Every call to Temporal is bounded (P14).
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -17,19 +18,17 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.payments import PaymentDesk, closed
 from activities.store import Store, TransactionConflict
 from renewals import errors, workflow_id
 from renewals import search_attributes as sa
 from renewals.dates import rome_today
 from renewals.eligibility import eligibility
 from renewals.models import (
-    AddAddon,
     AddonAdded,
     AddonRemoved,
-    ApplyDiscount,
     CancelOrder,
     CartView,
-    Checkout,
     CheckoutSubmitted,
     DiscountCodeApplied,
     ExtendDeadline,
@@ -41,7 +40,6 @@ from renewals.models import (
     PaymentRegistered,
     Policy,
     ReactivateRequested,
-    RemoveAddon,
     RenewalInput,
     RenewalView,
     RenewRequested,
@@ -49,6 +47,9 @@ from renewals.models import (
     Stage,
 )
 from workflows.renewal import RenewalWorkflow
+
+# Under the HTTP answer's 15 s (P14): a renewal that does not answer in time is a 503, never a hang.
+RPC_TIMEOUT = timedelta(seconds=10)
 
 
 class RenewalsError(Exception):
@@ -68,17 +69,13 @@ def _from_update_failure(error: WorkflowUpdateFailedError) -> RenewalsError:
     return RenewalsError(errors.NOT_ALLOWED, str(cause or error))
 
 
-def _closed(error: RPCError) -> bool:
-    """The workflow is gone or finished: nothing running can take the operation."""
-    return error.status == RPCStatusCode.NOT_FOUND or "already completed" in error.message
-
-
 class Ingress:
     def __init__(self, client: Client, store: Store, policy: Policy, task_queue: str) -> None:
         self.client = client
         self.store = store
         self.policy = policy
         self.task_queue = task_queue
+        self.desk = PaymentDesk(client, store)
 
     # ------------------------------------------------------------------ panel
 
@@ -88,7 +85,7 @@ class Ingress:
         except WorkflowUpdateFailedError as error:
             raise _from_update_failure(error) from None
         except RPCError as error:
-            if _closed(error):
+            if closed(error):
                 raise RenewalsError(
                     errors.NOT_ALLOWED,
                     f"no renewal is open for {event.username}: press Renew or Reactivate first",
@@ -100,20 +97,17 @@ class Ingress:
             mode: Mode = "renew" if isinstance(event, RenewRequested) else "reactivate"
             return await self.open(event.username, mode)
         handle = self.client.get_workflow_handle_for(RenewalWorkflow.run, workflow_id(event.username))
-        if isinstance(event, AddonAdded):
-            return await handle.execute_update(
-                RenewalWorkflow.add_addon, AddAddon(addon=event.addon, quantity=event.quantity)
-            )
-        if isinstance(event, AddonRemoved):
-            return await handle.execute_update(RenewalWorkflow.remove_addon, RemoveAddon(addon=event.addon))
-        if isinstance(event, DiscountCodeApplied):
-            return await handle.execute_update(RenewalWorkflow.apply_discount, ApplyDiscount(code=event.code))
-        if isinstance(event, CheckoutSubmitted):
-            return await handle.execute_update(
-                RenewalWorkflow.checkout,
-                Checkout(payment_method=event.payment_method, years=event.years),
-            )
-        raise RenewalsError(errors.INVALID_REQUEST, f"unknown event {event!r}")
+        # Each cart event is its update's input (its envelope is ignored by the workflow).
+        update: Any = {
+            AddonAdded: RenewalWorkflow.add_addon,
+            AddonRemoved: RenewalWorkflow.remove_addon,
+            DiscountCodeApplied: RenewalWorkflow.apply_discount,
+            CheckoutSubmitted: RenewalWorkflow.checkout,
+        }.get(type(event))
+        if update is None:
+            raise RenewalsError(errors.INVALID_REQUEST, f"unknown event {event!r}")
+        result: CartView | OrderView = await handle.execute_update(update, event, rpc_timeout=RPC_TIMEOUT)
+        return result
 
     async def open(self, username: str, mode: Mode) -> CartView:
         """Update-with-start: a new renewal, or the one already open for this service (P8)."""
@@ -131,47 +125,20 @@ class Ingress:
             ),
         )
         return await self.client.execute_update_with_start_workflow(
-            RenewalWorkflow.open,
-            OpenRequest(mode=mode),
-            start_workflow_operation=start,
+            RenewalWorkflow.open, OpenRequest(mode=mode), start_workflow_operation=start, rpc_timeout=RPC_TIMEOUT
         )
 
     # ------------------------------------------------------------------ payments
 
     async def payment(self, event: PaymentRegistered, *, by_hand: bool = False) -> PaymentOutcome:
-        """Ledger first, then the renewal of the order; never lost, never applied twice."""
-        entry = event.entry(by_hand=by_hand)
+        """Ledger first, then the renewal of the order decides (P5, P10–P12); never lost, never
+        applied twice."""
         try:
-            settled = await self.store.receive_payment(entry)
+            return await self.desk.deliver(event.entry(by_hand=by_hand))
         except TransactionConflict as conflict:
             raise RenewalsError(errors.NOT_ALLOWED, str(conflict)) from None
-        if settled is not None:
-            return await self._outcome("duplicate", event)
-        username = await self.store.order_username(entry.order_number)
-        if username is None:
-            await self.store.mark_unmatched(entry.transaction_id, f"unknown order {entry.order_number}")
-            return await self._outcome("unmatched", event)
-        handle = self.client.get_workflow_handle_for(RenewalWorkflow.run, workflow_id(username))
-        try:
-            return await handle.execute_update(RenewalWorkflow.register_payment, entry)
-        except RPCError as error:
-            if not _closed(error):
-                raise
         except WorkflowUpdateFailedError as error:
             raise _from_update_failure(error) from None
-        # P10: the order's renewal has closed; the payment waits for ops.
-        await self.store.mark_unmatched(entry.transaction_id, f"order {entry.order_number} is closed")
-        return await self._outcome("unmatched", event)
-
-    async def _outcome(self, status: Any, event: PaymentRegistered) -> PaymentOutcome:
-        total, paid = await self.store.order_balance(event.order_number)
-        return PaymentOutcome(
-            status=status,
-            order_number=event.order_number,
-            transaction_id=event.transaction_id,
-            paid_cents=paid,
-            balance_cents=max(total - paid, 0),
-        )
 
     # ------------------------------------------------------------------ reads
 
@@ -179,7 +146,13 @@ class Ingress:
         service = await self.store.get_service(username)
         if service is None:
             raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
-        found = eligibility(service, rome_today(now or datetime.now(UTC)), self.policy.reactivation_window)
+        policy = self.policy
+        found = eligibility(
+            service,
+            rome_today(now or datetime.now(UTC)),
+            policy.reactivation_window,
+            legacy=not policy.reactivation_last_day_included,
+        )
         return ServiceStatusView(
             username=username,
             status=found.status,
@@ -190,13 +163,23 @@ class Ingress:
         )
 
     async def renewal(self, username: str) -> RenewalView:
+        """The current or latest renewal. A refused press is a closed run of the same workflow id
+        that opened nothing: the renewal shown is the latest one that did (issue 12, item 7)."""
         handle = self.client.get_workflow_handle_for(RenewalWorkflow.run, workflow_id(username))
         try:
-            return await handle.query(RenewalWorkflow.view)
+            found: RenewalView = await handle.query(RenewalWorkflow.view, rpc_timeout=RPC_TIMEOUT)
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 raise RenewalsError(errors.UNKNOWN_SERVICE, f"no renewal for {username!r}") from None
             raise
+        if found.stage != Stage.REFUSED:
+            return found
+        query = f"WorkflowId = '{workflow_id(username)}' AND {sa.STAGE.name} != '{Stage.REFUSED.value}'"
+        async for earlier in self.client.list_workflows(query, limit=1, rpc_timeout=RPC_TIMEOUT):
+            previous = self.client.get_workflow_handle_for(RenewalWorkflow.run, earlier.id, run_id=earlier.run_id)
+            shown: RenewalView = await previous.query(RenewalWorkflow.view, rpc_timeout=RPC_TIMEOUT)
+            return shown
+        return found
 
     # ------------------------------------------------------------------ ops
 
@@ -209,11 +192,11 @@ class Ingress:
     async def _ops(self, username: str, update: Any, request: Any) -> OrderView:
         handle = self.client.get_workflow_handle_for(RenewalWorkflow.run, workflow_id(username))
         try:
-            result: OrderView = await handle.execute_update(update, request)
+            result: OrderView = await handle.execute_update(update, request, rpc_timeout=RPC_TIMEOUT)
             return result
         except WorkflowUpdateFailedError as error:
             raise _from_update_failure(error) from None
         except RPCError as error:
-            if _closed(error):
+            if closed(error):
                 raise RenewalsError(errors.NOT_ALLOWED, f"no renewal is open for {username}") from None
             raise

@@ -5,6 +5,7 @@ from datetime import date
 from renewals.dates import add_years
 from renewals.models import (
     ADDONS,
+    MAX_ADDON_QUANTITY,
     AddonName,
     AddonQuantity,
     CartView,
@@ -41,8 +42,24 @@ class Cart(Model):
     def without_addon(self, addon: AddonName) -> "Cart":
         return self.model_copy(update={"added": [line for line in self.added if line.addon != addon]})
 
+    def addon_refusal(self, addon: AddonName, quantity: int) -> str | None:
+        """None when `quantity` more of `addon` fit, else why not: the limit holds for the cart and
+        for the service once activated (active + cart), so activation can never exceed it."""
+        active = sum(line.quantity for line in self.service.addons if line.addon == addon)
+        in_cart = sum(line.quantity for line in self.added if line.addon == addon)
+        if active + in_cart + quantity > MAX_ADDON_QUANTITY:
+            return (
+                f"quantity of {addon} would be {active + in_cart + quantity} with the {active} active and "
+                f"{in_cart} in the cart; at most {MAX_ADDON_QUANTITY} per service"
+            )
+        return None
+
     def has_in_cart(self, addon: AddonName) -> bool:
         return any(line.addon == addon for line in self.added)
+
+    def storage_packs(self) -> int:
+        """Extra storage packs already bought: each adds a pack's MB to the quota (R4)."""
+        return sum(line.quantity for line in self.service.addons if line.addon == "extra_storage")
 
     def lines(self, years: int) -> list[OrderLine]:
         return order_lines(self.prices, self.service.addons, self.added, years)
@@ -56,7 +73,7 @@ class Cart(Model):
 
     def view(self, stage: Stage, today: date, order: OrderView | None = None) -> CartView:
         pack_mb = self.prices.get("extra_storage").unit_mb or 1024
-        alert = storage_alert(self.service, today, self.renewed_until(1), pack_mb)
+        alert = storage_alert(self.service, today, self.renewed_until(1), pack_mb, self.storage_packs())
         owned = {line.addon for line in self.service.addons} | {line.addon for line in self.added}
         available = [
             AddonQuantity(

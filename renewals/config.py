@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # Renewals kept in the worker's memory between events; beyond it, the least recent is evicted
     # and replayed from history when it next hears of something (bounds RSS with many parked).
     worker_max_cached_workflows: int = Field(500, alias="WORKER_MAX_CACHED_WORKFLOWS", ge=0)
+    # The customer's pages (/ui/): a sign-in page listing the demo services and a payments back-office
+    # page, for clicking through a renewal on the local stack. Never on in production.
+    panel_ui_dev_login: bool = Field(False, alias="PANEL_UI_DEV_LOGIN")
     data_dir: Path = Field(Path("var"), alias="RENEWALS_DATA_DIR")
     mail_sink_dir: Path = Field(Path("var/mail"), alias="MAIL_SINK_DIR")
     reminders: Durations = Field(default_factory=lambda: parse_durations("3d,7d,14d"), alias="RENEWALS_REMINDERS")
@@ -78,6 +81,8 @@ class Settings(BaseSettings):
     cart_idle: Duration = Field(timedelta(days=7), alias="RENEWALS_CART_IDLE")
     reactivation_window: Duration = Field(timedelta(days=90), alias="RENEWALS_REACTIVATION_WINDOW")
     instant_payment_grace: Duration = Field(timedelta(minutes=15), alias="RENEWALS_INSTANT_PAYMENT_GRACE")
+    # The ledger reconciler's period: a payment left `received` longer is delivered again (I2).
+    reconcile_every: Duration = Field(timedelta(minutes=5), alias="RENEWALS_RECONCILE_EVERY")
     # Temporal Cloud or a secured cluster: an mTLS client certificate and key (PEM files), or an API
     # key; the CA only for a server certificate no public CA signed. All unset for the local stack.
     # The names are the ones the `temporal` CLI reads, so one environment serves both.
@@ -142,6 +147,7 @@ class Settings(BaseSettings):
             cart_idle=self.cart_idle,
             reactivation_window=self.reactivation_window,
             instant_payment_grace=self.instant_payment_grace,
+            reactivation_last_day_included=True,
         )
 
 

@@ -1,9 +1,10 @@
 """Which button the panel shows and whether a renew or reactivate request is allowed (R1, R2, P9)."""
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 
+from renewals.dates import start_of_day
 from renewals.models import Mode, ServiceRecord
 
 ServiceStatus = Literal["active", "expired", "ceased"]
@@ -17,23 +18,38 @@ class Eligibility:
     """Why no button is offered, in words the panel can show."""
 
 
-def service_status(service: ServiceRecord, today: date, window: timedelta) -> ServiceStatus:
-    """Expired when today (Rome) is after expires_on (P9); ceased once `window` has passed (R2)."""
+def last_reactivation_day(expires_on: date, window: timedelta, *, legacy: bool = False) -> date:
+    """R2: Reactivate is offered "in the 90 days following the expiry date", the 1st through the
+    `window.days`-th calendar day after `expires_on` (Rome); the service is ceased from the next.
+
+    `legacy` is the boundary renewals started before issue 18 were given (ceased on day 90 itself):
+    they keep it, since it travels in their input (`Policy.reactivation_last_day_included`)."""
+    return expires_on + timedelta(days=window.days - 1 if legacy else window.days)
+
+
+def reactivation_window_end(expires_on: date, window: timedelta, *, legacy: bool = False) -> datetime:
+    """The instant the service ceases: Rome midnight at the end of the last reactivation day."""
+    return start_of_day(last_reactivation_day(expires_on, window, legacy=legacy) + timedelta(days=1))
+
+
+def service_status(service: ServiceRecord, today: date, window: timedelta, *, legacy: bool = False) -> ServiceStatus:
+    """Expired when today (Rome) is after expires_on (P9); ceased after the last reactivation day (R2)."""
     if today <= service.expires_on:
         return "active"
-    if today - service.expires_on < window:
+    if today <= last_reactivation_day(service.expires_on, window, legacy=legacy):
         return "expired"
     return "ceased"
 
 
-def eligibility(service: ServiceRecord, today: date, window: timedelta) -> Eligibility:
-    status = service_status(service, today, window)
+def eligibility(service: ServiceRecord, today: date, window: timedelta, *, legacy: bool = False) -> Eligibility:
+    status = service_status(service, today, window, legacy=legacy)
     if status == "ceased":
+        last = last_reactivation_day(service.expires_on, window, legacy=legacy)
         return Eligibility(
             status,
             None,
-            f"the service expired on {service.expires_on.isoformat()}, "
-            f"{window.days} or more days ago, and is ceased: it can no longer be renewed or reactivated (R2)",
+            f"the service expired on {service.expires_on.isoformat()} and could be reactivated through "
+            f"{last.isoformat()}; it is ceased: it can no longer be renewed or reactivated (R2)",
         )
     if service.auto_renew:
         return Eligibility(
@@ -44,9 +60,9 @@ def eligibility(service: ServiceRecord, today: date, window: timedelta) -> Eligi
     return Eligibility(status, "renew" if status == "active" else "reactivate", None)
 
 
-def refusal(service: ServiceRecord, mode: Mode, today: date, window: timedelta) -> str | None:
+def refusal(service: ServiceRecord, mode: Mode, today: date, window: timedelta, *, legacy: bool = False) -> str | None:
     """None when `mode` is allowed today, else the reason it is refused."""
-    found = eligibility(service, today, window)
+    found = eligibility(service, today, window, legacy=legacy)
     if found.action is None:
         return found.reason
     if found.action != mode:

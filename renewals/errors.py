@@ -7,8 +7,7 @@ the ingress turns them into the contract's `{"error": CODE, "message": TEXT}` an
 NOT_ALLOWED = "NotAllowed"  # the action is not allowed now (R1, R2, wrong stage)
 INVALID_REQUEST = "InvalidRequest"  # the input is malformed or breaks a rule (R5, unknown code)
 UNKNOWN_SERVICE = "UnknownService"  # no service with that username
-UNKNOWN_ORDER = "UnknownOrder"  # no order with that number
-ORDER_CLOSED = "OrderClosed"  # activation of an order that lapsed or was cancelled
+ORDER_CLOSED = "OrderClosed"  # activation of an order that lapsed or was cancelled (an activity's)
 MAIL_REJECTED = "MailRejected"  # the SMTP server refused an email for good
 
 # type → (HTTP status, the contract's error code)
@@ -16,8 +15,6 @@ HTTP = {
     NOT_ALLOWED: (409, "not_allowed"),
     INVALID_REQUEST: (422, "invalid_request"),
     UNKNOWN_SERVICE: (404, "unknown_service"),
-    UNKNOWN_ORDER: (404, "unknown_order"),
-    ORDER_CLOSED: (409, "order_closed"),
 }
 
 

@@ -2,15 +2,20 @@
 
 One definition each (STYLE.md): the workflow, the activities, the ingress and the tests import
 these, and the SDK's pydantic data converter carries them through Temporal.
+
+Two bases: `Model` for what travels in workflow histories (it ignores fields it does not know,
+so a field removed later, or a worker rolled back, still replays: docs/evolving-models.md) and
+`WireModel` for what arrives from outside (it refuses unknown fields: a typo is an error).
 """
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,6 +24,7 @@ from pydantic import (
 )
 
 from renewals.billing import BillingData
+from renewals.mailbox import check_address
 
 # Usernames reach SQL (always as parameters), workflow ids and email subjects: keep them plain.
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$", strict=True)]
@@ -28,8 +34,8 @@ PaymentMethod = Literal["card", "paypal", "bank_transfer", "postal_slip"]
 INSTANT_METHODS: tuple[PaymentMethod, ...] = ("card", "paypal")
 Mode = Literal["renew", "reactivate"]
 PaymentStatus = Literal["applied", "partial", "overpaid", "duplicate", "unmatched"]
-# [0-9], not \d: pydantic's regex engine takes \d as any script's digits.
-OrderNumber = Annotated[str, StringConstraints(pattern=r"^FE-[0-9]{4}-[0-9]{6,}$")]
+# The limit on any add-on's quantity, in a cart and on a service (CHECK in the database too).
+MAX_ADDON_QUANTITY = 1000
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -41,12 +47,45 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
+def _mailable(value: str) -> str:
+    # The parser the mailer builds the To header with: an address it refuses would fail every
+    # email of the renewal for ever (issue 12), so import refuses it first.
+    check_address(value)
+    return value
+
+
 PlainText = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_control_characters)]
-Email = Annotated[str, StringConstraints(pattern=r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$", max_length=254)]
+Email = Annotated[
+    str,
+    StringConstraints(pattern=r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$", max_length=254),
+    AfterValidator(_mailable),
+]
+# P11: a payment's reference is free text from a bank statement (kept, matched if it can be).
+PaymentReference = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,140}$")]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$", to_upper=True)]
+
+
+def _storable_instant(value: datetime) -> datetime:
+    # An offset can push the instant past year 9999 (or before year 1) in UTC: no store can hold it.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be an instant between the years 1 and 9999 in UTC") from None
+    return value
+
+
+RegisteredAt = Annotated[AwareDatetime, AfterValidator(_storable_instant)]
 
 
 class Model(BaseModel):
-    """Strict about unknown fields: a typo in an event is an error, not a silent default."""
+    """A model that may travel in workflow histories: unknown fields are ignored, so histories
+    recorded with a field since removed still load. May gain optional fields; never rename one."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class WireModel(Model):
+    """Strict about unknown fields: a typo in an event or an imported record is an error."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -64,12 +103,9 @@ class Stage(StrEnum):
     REFUSED = "REFUSED"
 
 
-CLOSED_STAGES = frozenset({Stage.ACTIVATED, Stage.CART_ABANDONED, Stage.ORDER_EXPIRED, Stage.CANCELLED, Stage.REFUSED})
-
-
 class AddonQuantity(Model):
     addon: AddonName
-    quantity: int = Field(ge=1, le=1000)
+    quantity: int = Field(ge=1, le=MAX_ADDON_QUANTITY)
 
 
 class ServiceRecord(Model):
@@ -97,6 +133,10 @@ class ServiceRecord(Model):
         if len(names) != len(set(names)):
             raise ValueError("addons must list each add-on once")
         return self
+
+
+class ServiceImport(ServiceRecord, WireModel):
+    """A record as `services import` reads it: strict about unknown fields."""
 
 
 class Product(Model):
@@ -136,6 +176,9 @@ class Policy(Model):
     # R6: a card or PayPal order is normally paid at once; the instructions email waits this
     # long for that payment first. (A default, so inputs recorded before it still load.)
     instant_payment_grace: timedelta = timedelta(minutes=15)
+    # R2 (issue 18): the window's last day is the 90th after expiry, not the 89th. Inputs recorded
+    # before it lack the field and keep the boundary they were started with (no replay changes).
+    reactivation_last_day_included: bool = False
 
 
 # ---------------------------------------------------------------- workflow input and updates
@@ -172,20 +215,23 @@ class Checkout(Model):
 
 
 class PaymentFields(Model):
-    """What the payments back office says of a payment it registered."""
+    """What the payments back office says of a payment it registered (P11: only the transaction id
+    and the amount are checked; the reference and the currency are kept as they came)."""
 
-    order_number: OrderNumber
+    order_number: PaymentReference
     transaction_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
     amount_cents: int = Field(ge=1, le=100_000_000)
-    currency: Literal["EUR"] = "EUR"
+    currency: Currency = "EUR"
     method: PaymentMethod
-    registered_at: datetime
+    registered_at: RegisteredAt
 
 
 class PaymentEntry(PaymentFields):
     """A payments-ledger entry, delivered to the order's renewal after the ledger write."""
 
     by_hand: bool = False
+    # When the ledger took it (our clock): the deadline is a time (P12), judged against this.
+    received_at: datetime | None = None
 
 
 class CancelOrder(Model):
@@ -287,6 +333,7 @@ class PaymentOutcome(Model):
     paid_cents: int
     balance_cents: int
     refund_cents: int = 0
+    note: str | None = None
 
 
 class PaymentSeen(Model):
@@ -296,6 +343,7 @@ class PaymentSeen(Model):
     status: PaymentStatus
     registered_at: datetime
     by_hand: bool
+    note: str | None = None
 
 
 class RenewalView(Model):
@@ -369,6 +417,30 @@ class CreatedOrder(Model):
     order_number: str
 
 
+class OrderOwner(Model):
+    """Whose order a payment quotes, with the totals its renewal last recorded."""
+
+    username: str
+    total_cents: int
+    paid_cents: int
+
+    @property
+    def balance_cents(self) -> int:
+        return max(self.total_cents - self.paid_cents, 0)
+
+
+class Reconcile(Model):
+    """The ledger reconciler's run: rows left `received` longer than `older_than` are re-delivered."""
+
+    older_than: timedelta = timedelta(minutes=5)
+    batch: int = 500
+
+
+class Reconciled(Model):
+    found: int
+    statuses: dict[str, int] = {}
+
+
 class SettlePayment(Model):
     entry: PaymentEntry
     outcome: PaymentOutcome
@@ -433,40 +505,38 @@ class EmailSent(Model):
 # ---------------------------------------------------------------- events (DESIGN.md §5)
 
 
-class RenewRequested(Model):
+class RenewRequested(WireModel):
     type: Literal["renew_requested"]
     username: Username
 
 
-class ReactivateRequested(Model):
+class ReactivateRequested(WireModel):
     type: Literal["reactivate_requested"]
     username: Username
 
 
-class AddonAdded(Model):
+# The cart events are the updates they become, with the panel's envelope (`type`, `username`):
+# one definition of their fields. The ingress hands the event itself to the update.
+
+
+class AddonAdded(AddAddon, WireModel):
     type: Literal["addon_added"]
     username: Username
-    addon: AddonName
-    quantity: int = Field(1, ge=1, le=100)
 
 
-class AddonRemoved(Model):
+class AddonRemoved(RemoveAddon, WireModel):
     type: Literal["addon_removed"]
     username: Username
-    addon: AddonName
 
 
-class DiscountCodeApplied(Model):
+class DiscountCodeApplied(ApplyDiscount, WireModel):
     type: Literal["discount_code_applied"]
     username: Username
-    code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 
 
-class CheckoutSubmitted(Model):
+class CheckoutSubmitted(Checkout, WireModel):
     type: Literal["checkout_submitted"]
     username: Username
-    payment_method: PaymentMethod
-    years: int = Field(ge=1, le=10)
 
 
 PanelEvent = Annotated[
@@ -475,11 +545,11 @@ PanelEvent = Annotated[
 ]
 
 
-class PaymentRegistered(PaymentFields):
+class PaymentRegistered(PaymentFields, WireModel):
     """`POST /payments/events`: a payment the back office registered against an order."""
 
     type: Literal["payment_registered"]
-    currency: Literal["EUR"]  # required on the wire
+    currency: Currency  # required on the wire
 
     def entry(self, *, by_hand: bool = False) -> PaymentEntry:
         return PaymentEntry(**self.model_dump(exclude={"type"}), by_hand=by_hand)

@@ -1,12 +1,6 @@
-"""What a registered payment does to an order (P5) and how to pay one (R6)."""
+"""How to pay an order (R6): the provider's accounts and the reason to quote."""
 
-from renewals.models import (
-    BankTransfer,
-    PaymentInstructions,
-    PaymentOutcome,
-    PaymentStatus,
-    PostalSlip,
-)
+from renewals.models import BankTransfer, PaymentInstructions, PostalSlip
 
 # The provider's collection accounts. Dev placeholders (an example IBAN), shown in the
 # payment-instructions email and the order view.
@@ -26,27 +20,4 @@ def instructions(order_number: str, amount_cents: int) -> PaymentInstructions:
         amount_cents=amount_cents,
         bank_transfer=BankTransfer(beneficiary=BENEFICIARY, iban=IBAN, reason=reason),
         postal_slip=PostalSlip(account=POSTAL_ACCOUNT, beneficiary=BENEFICIARY, reason=reason),
-    )
-
-
-def apply_payment(
-    order_number: str, transaction_id: str, total_cents: int, paid_before: int, amount_cents: int
-) -> PaymentOutcome:
-    """P5: partial payments accumulate, the full amount activates, an overpayment activates and
-    is flagged for refund. Duplicates and closed orders never reach here."""
-    paid = paid_before + amount_cents
-    status: PaymentStatus
-    if paid < total_cents:
-        status = "partial"
-    elif paid == total_cents:
-        status = "applied"
-    else:
-        status = "overpaid"
-    return PaymentOutcome(
-        status=status,
-        order_number=order_number,
-        transaction_id=transaction_id,
-        paid_cents=paid,
-        balance_cents=max(total_cents - paid, 0),
-        refund_cents=max(paid - total_cents, 0),
     )

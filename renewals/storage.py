@@ -10,14 +10,19 @@ ALERT_ABOVE_PERCENT = 70
 RED_ABOVE_PERCENT = 90
 
 
-def storage_alert(service: ServiceRecord, today: date, renewed_until: date, pack_mb: int) -> StorageAlert | None:
+def storage_alert(
+    service: ServiceRecord, today: date, renewed_until: date, pack_mb: int, packs: int = 0
+) -> StorageAlert | None:
     """None up to 70 % use; else yellow or red with the extra space needed until `renewed_until`.
+
+    The quota is the service's own plus the extra storage packs already bought (`packs` × `pack_mb`):
+    after buying the suggested packs, the next cart no longer suggests them again.
 
     P7: daily rate = used / days since purchase; projected = used + rate × days until the expiry
     the renewal would set; extra = projected − quota, in whole packs. Red above 90 % or when the
     quota runs out before the current expiry.
     """
-    quota, used = service.storage_quota_mb, service.storage_used_mb
+    quota, used = service.storage_quota_mb + packs * pack_mb, service.storage_used_mb
     usage = 100 * used / quota
     if usage <= ALERT_ABOVE_PERCENT:
         return None

@@ -21,6 +21,8 @@ from activities.store import MIGRATIONS_DIR, apply_migrations
 from stack.database import ensure_database
 from tests.conftest import eventually, stack_env, start_stack, today
 
+MIGRATIONS = sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,10 +49,6 @@ async def schema_of(conn: asyncpg.Connection) -> list[tuple[str, ...]]:
     return [tuple(row) for row in columns] + [tuple(row) for row in indexes]
 
 
-# Every migration file in order (a new one needs no edit here).
-MIGRATIONS = sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
-
-
 async def test_migrations_applied_twice_change_nothing(postgres_url):
     url = postgres_url.rsplit("/", 1)[0] + f"/migrations_{uuid.uuid4().hex[:8]}"
     await ensure_database(url)
@@ -65,7 +63,7 @@ async def test_migrations_applied_twice_change_nothing(postgres_url):
         assert {"payments", "email_log", "renewal_events", "schema_migrations"} <= tables
         assert {"invoices", "invoice_counters"} <= tables  # P17
         versions = await conn.fetch("SELECT version FROM schema_migrations")
-        assert sorted(row["version"] for row in versions) == MIGRATIONS
+        assert [row["version"] for row in versions] == MIGRATIONS
     finally:
         await conn.close()
 

@@ -88,7 +88,7 @@ async def test_r2_expired_service_is_reactivated_not_renewed(env, store, ingress
 
 
 async def test_r2_reactivate_refused_after_90_days(env, store, ingress):
-    service = await new_service(store, expires_on=today() - timedelta(days=90))
+    service = await new_service(store, expires_on=today() - timedelta(days=91))
     with pytest.raises(RenewalsError) as refused:
         await open_cart(ingress, service.username, "reactivate")
     assert refused.value.status == 409 and "ceased" in refused.value.message
@@ -419,17 +419,39 @@ async def test_p3_reactivation_deadline_never_passes_the_90_day_window(env, stor
     service = await new_service(store, expires_on=today() - timedelta(days=80))
     await open_cart(ingress, service.username, "reactivate")
     order = await checkout(ingress, service.username)
-    window_end = start_of_day(service.expires_on + timedelta(days=90))
-    assert order.due_by == window_end  # 10 days away, sooner than the 30-day deadline
+    # The end of day 90 after expiry (R2), 11 days away, sooner than the 30-day deadline.
+    window_end = start_of_day(service.expires_on + timedelta(days=91))
+    assert order.due_by == window_end
     with pytest.raises(RenewalsError) as refused:
         await ingress.extend(service.username, 5, "customer asked")
     assert refused.value.status == 409 and "reactivation window" in refused.value.message
 
 
-async def test_r2_reactivation_cart_cannot_check_out_once_the_window_closed(env, store, ingress):
-    service = await new_service(store, expires_on=today() - timedelta(days=85))
+@pytest.mark.parametrize("days_after_expiry", [89, 90])
+async def test_r2_reactivation_on_day_89_and_90_checks_out_with_the_deadline_at_the_end_of_day_90(
+    env, store, ingress, days_after_expiry
+):
+    service = await new_service(store, expires_on=today() - timedelta(days=days_after_expiry))
+    assert (await ingress.service(service.username)).action == "reactivate"
     await open_cart(ingress, service.username, "reactivate")
-    await env.fast_forward(handle_of(env.client, service.username), timedelta(days=6))
+    order = await checkout(ingress, service.username)
+    assert order.due_by == start_of_day(service.expires_on + timedelta(days=91))
+
+
+async def test_r2_reactivate_refused_on_day_91(env, store, ingress):
+    service = await new_service(store, expires_on=today() - timedelta(days=91))
+    status = await ingress.service(service.username)
+    assert (status.status, status.action) == ("ceased", None)
+    with pytest.raises(RenewalsError) as refused:
+        await open_cart(ingress, service.username, "reactivate")
+    assert refused.value.status == 409 and "ceased" in refused.value.message
+
+
+async def test_r2_reactivation_cart_cannot_check_out_once_the_window_closed(env, store, ingress):
+    service = await new_service(store, expires_on=today() - timedelta(days=86))
+    await open_cart(ingress, service.username, "reactivate")
+    # Day 91 after expiry, before the cart's 7 idle days run out (P4).
+    await env.fast_forward(handle_of(env.client, service.username), timedelta(days=5))
     with pytest.raises(RenewalsError) as refused:
         await checkout(ingress, service.username)
     assert refused.value.status == 409 and "reactivation window closed" in refused.value.message

@@ -37,7 +37,7 @@ from renewals.models import (
     ServiceRecord,
     Stage,
 )
-from tests.conftest import company_billing, handle_of, person_billing, today
+from tests.conftest import company_billing, eventually, handle_of, person_billing, today
 from tests.faults.conftest import Stack, pause
 
 RENEWALS = int(os.environ.get("FAULTS_RENEWALS", "100"))
@@ -75,9 +75,13 @@ async def one_renewal(ingress: Ingress, username: str) -> OrderView:
         # An answer lost in an outage: the change went through, the retry finds the cart moved on.
         if refused.status != 409:
             raise
-        view = await retrying(lambda: ingress.renewal(username))
-        assert view.order is not None, f"{username}: {refused.message}"
-        order = view.order
+
+        # It may still be under way (the retry met it checking out): wait for its order.
+        async def ordered() -> OrderView | None:
+            view = await retrying(lambda: ingress.renewal(username))
+            return view.order
+
+        order = await eventually(ordered, 120, f"{username}'s order after {refused.message!r}")
     assert isinstance(order, OrderView)
     payment = PaymentRegistered(
         type="payment_registered",

@@ -4,9 +4,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from renewals.config import Settings
 from renewals.dates import rome_today
-from renewals.eligibility import eligibility, refusal, service_status
-from renewals.models import ServiceRecord
+from renewals.eligibility import eligibility, last_reactivation_day, reactivation_window_end, refusal, service_status
+from renewals.models import Policy, ServiceRecord
 
 WINDOW = timedelta(days=90)
 EXPIRES = date(2025, 6, 30)
@@ -61,13 +62,60 @@ def test_r2_reactivate_allowed_89_days_after_expiry():
     assert refusal(service(), "reactivate", today, WINDOW) is None
 
 
-def test_r2_reactivate_refused_after_90_days():
-    today = EXPIRES + timedelta(days=90)  # 28 September 2025: ceased
+def test_r2_reactivate_still_offered_on_the_90th_day_after_expiry():
+    today = EXPIRES + timedelta(days=90)  # 28 September 2025: the last of the 90 days following
+    assert eligibility(service(), today, WINDOW).action == "reactivate"
+    assert refusal(service(), "reactivate", today, WINDOW) is None
+    assert last_reactivation_day(EXPIRES, WINDOW) == today
+
+
+def test_r2_reactivate_refused_from_the_91st_day():
+    today = EXPIRES + timedelta(days=91)  # 29 September 2025: ceased
     found = eligibility(service(), today, WINDOW)
     assert (found.status, found.action) == ("ceased", None)
     for mode in ("renew", "reactivate"):
         reason = refusal(service(), mode, today, WINDOW)
         assert reason is not None and "ceased" in reason and "(R2)" in reason
+        assert "reactivated through 2025-09-28" in reason
+
+
+def test_r2_example_of_the_issue_1_january_to_1_april():
+    # Expired 1 January: 2 January … 1 April are the 90 days; ceased from 2 April.
+    expired = service(expires_on=date(2027, 1, 1))
+    assert eligibility(expired, date(2027, 4, 1), WINDOW).action == "reactivate"
+    assert eligibility(expired, date(2027, 4, 2), WINDOW).status == "ceased"
+
+
+def test_r2_window_after_an_expiry_on_29_february():
+    expired = service(expires_on=date(2028, 2, 29))
+    assert last_reactivation_day(expired.expires_on, WINDOW) == date(2028, 5, 29)
+    assert eligibility(expired, date(2028, 5, 28), WINDOW).action == "reactivate"  # day 89
+    assert eligibility(expired, date(2028, 5, 29), WINDOW).action == "reactivate"  # day 90
+    assert eligibility(expired, date(2028, 5, 30), WINDOW).status == "ceased"  # day 91
+
+
+def test_r2_window_end_is_rome_midnight_after_day_90_across_dst():
+    # 1 January (CET) + 90 days = 1 April, in CEST: the window ends at 00:00 Rome on 2 April,
+    # 22:00 UTC on 1 April (an hour earlier in UTC than it would be in winter).
+    end = reactivation_window_end(date(2027, 1, 1), WINDOW)
+    assert end == datetime(2027, 4, 1, 22, 0, tzinfo=UTC)
+    assert rome_today(end - timedelta(microseconds=1)) == date(2027, 4, 1)
+    assert rome_today(end) == date(2027, 4, 2)
+
+
+def test_r2_renewals_started_before_issue_18_keep_their_boundary():
+    # Their input has no `reactivation_last_day_included`: ceased on day 90, window end at its start.
+    assert eligibility(service(), EXPIRES + timedelta(days=90), WINDOW, legacy=True).status == "ceased"
+    assert reactivation_window_end(EXPIRES, WINDOW, legacy=True) == reactivation_window_end(
+        EXPIRES - timedelta(days=1), WINDOW
+    )
+    assert (
+        Policy.model_validate(
+            {"reminders": [], "payment_deadline": 1, "cart_idle": 1, "reactivation_window": 1}
+        ).reactivation_last_day_included
+        is False
+    )
+    assert Settings().policy().reactivation_last_day_included is True
 
 
 def test_r2_ceased_wins_over_auto_renew():
@@ -98,9 +146,9 @@ def test_p9_expiry_counts_in_rome_not_utc(instant, action):
 
 
 def test_p9_r2_window_counts_rome_calendar_days_at_dst():
-    # Expired 31 Dec 2024; 31 March 2025 is 31 + 28 + 31 = 90 days later. At 00:30 Rome on
-    # 31 March (22:30 UTC on the 30th, the night DST began) UTC says 89 days, Rome says 90: ceased.
-    expired = service(expires_on=date(2024, 12, 31))
+    # Expired 30 Dec 2024; 31 March 2025 is 1 + 31 + 28 + 31 = 91 days later. At 00:30 Rome on
+    # 31 March (22:30 UTC on the 30th, the night DST began) UTC says day 90, Rome says 91: ceased.
+    expired = service(expires_on=date(2024, 12, 30))
     just_before = rome_today(datetime(2025, 3, 30, 21, 30, tzinfo=UTC))  # 23:30 CEST, 30 March
     just_after = rome_today(datetime(2025, 3, 30, 22, 30, tzinfo=UTC))  # 00:30 CEST, 31 March
     assert eligibility(expired, just_before, WINDOW).action == "reactivate"

@@ -1,56 +1,104 @@
-"""What a registered payment does to an order (P5) and how to pay one (R6)."""
+"""One decision per payment (P5, P10–P12): `Order.apply`, without Temporal."""
 
-from renewals.payments import apply_payment, instructions
+from datetime import UTC, datetime, timedelta
 
-ORDER = "FE-2025-000123"
-TOTAL = 3050  # the demo service for one year: 2500 + 22 % VAT
+import pytest
+
+from renewals.models import OrderLine, PaymentEntry, Quote
+from renewals.order import Order
+from renewals.payments import instructions
+
+ORDERED = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+DUE = ORDERED + timedelta(days=30)
+TOTAL = 3050
 
 
-def test_p5_partial_payment_leaves_a_balance():
-    outcome = apply_payment(ORDER, "tx-1", TOTAL, paid_before=0, amount_cents=1000)
-    # 3050 − 1000 = 2050 still due
-    assert (outcome.status, outcome.paid_cents, outcome.balance_cents, outcome.refund_cents) == (
-        "partial",
-        1000,
-        2050,
-        0,
+def order() -> Order:
+    line = OrderLine(product="service", label="Servizio", quantity=1, years=1, unit_price_cents=2500, net_cents=2500)
+    return Order(
+        number="FE-2026-000001",
+        years=1,
+        method="bank_transfer",
+        lines=[line],
+        quote=Quote(net_cents=2500, discount_cents=0, vat_cents=550, total_cents=TOTAL),
+        ordered_at=ORDERED,
+        due_by=DUE,
     )
 
 
-def test_p5_partial_payments_accumulate_to_applied():
-    outcome = apply_payment(ORDER, "tx-2", TOTAL, paid_before=1000, amount_cents=2050)
-    assert (outcome.status, outcome.paid_cents, outcome.balance_cents, outcome.refund_cents) == (
-        "applied",
-        3050,
-        0,
-        0,
-    )
-    assert (outcome.order_number, outcome.transaction_id) == (ORDER, "tx-2")
+def entry(amount: int, txn: str = "tx-1", **fields: object) -> PaymentEntry:
+    values: dict[str, object] = {
+        "order_number": "FE-2026-000001",
+        "transaction_id": txn,
+        "amount_cents": amount,
+        "method": "bank_transfer",
+        "registered_at": ORDERED,
+    }
+    values.update(fields)
+    return PaymentEntry.model_validate(values)
 
 
-def test_p5_full_payment_at_once_is_applied():
-    assert apply_payment(ORDER, "tx-1", TOTAL, 0, TOTAL).status == "applied"
+AT = ORDERED + timedelta(days=1)
 
 
-def test_p5_overpayment_activates_and_is_flagged_for_refund():
-    outcome = apply_payment(ORDER, "tx-2", TOTAL, paid_before=1000, amount_cents=2100)
-    # 1000 + 2100 = 3100, 50 over
-    assert (outcome.status, outcome.paid_cents, outcome.balance_cents, outcome.refund_cents) == (
-        "overpaid",
-        3100,
-        0,
-        50,
-    )
+def test_p5_partial_payments_accumulate_then_the_full_amount_applies():
+    o = order()
+    first = o.apply(entry(1000), AT, open=True)
+    assert (first.status, first.paid_cents, first.balance_cents) == ("partial", 1000, 2050)
+    second = o.apply(entry(2050, "tx-2"), AT, open=True)
+    assert (second.status, second.paid_cents, second.balance_cents, second.refund_cents) == ("applied", TOTAL, 0, 0)
+    assert o.is_paid
 
 
-def test_p5_one_cent_short_is_still_partial():
-    outcome = apply_payment(ORDER, "tx-1", TOTAL, 0, TOTAL - 1)
-    assert (outcome.status, outcome.balance_cents) == ("partial", 1)
+def test_p5_overpayment_activates_and_flags_the_refund():
+    o = order()
+    o.apply(entry(1000), AT, open=True)
+    outcome = o.apply(entry(2100, "tx-2"), AT, open=True)
+    assert (outcome.status, outcome.refund_cents) == ("overpaid", 50)
 
 
-def test_r6_instructions_quote_the_order_number_for_transfer_and_postal_slip():
-    found = instructions(ORDER, TOTAL)
-    assert (found.order_number, found.amount_cents) == (ORDER, TOTAL)
-    assert ORDER in found.bank_transfer.reason
-    assert ORDER in found.postal_slip.reason
-    assert found.bank_transfer.iban.startswith("IT")
+def test_p5_a_repeated_transaction_id_is_a_duplicate_and_changes_nothing():
+    o = order()
+    o.apply(entry(1000), AT, open=True)
+    again = o.apply(entry(1000), AT, open=True)
+    assert (again.status, again.paid_cents) == ("duplicate", 1000)
+    assert len(o.payments) == 1
+
+
+def test_p10_a_closed_order_takes_nothing():
+    o = order()
+    outcome = o.apply(entry(TOTAL), AT, open=False)
+    assert outcome.status == "unmatched" and o.paid_cents == 0 and "closed" in (outcome.note or "")
+
+
+def test_p11_a_foreign_currency_is_unmatched():
+    o = order()
+    outcome = o.apply(entry(TOTAL, currency="usd"), AT, open=True)
+    assert outcome.status == "unmatched" and "USD" in (outcome.note or "") and o.paid_cents == 0
+
+
+def test_p12_the_deadline_is_a_time_not_a_timer_firing():
+    o = order()
+    assert o.apply(entry(TOTAL), DUE, open=True).status == "applied"
+    late = order().apply(entry(TOTAL), DUE + timedelta(microseconds=1), open=True)
+    assert late.status == "unmatched" and "P12" in (late.note or "")
+
+
+def test_a_payment_quoting_another_order_is_unmatched():
+    outcome = order().apply(entry(TOTAL, order_number="Bonifico FE 2026 000001 Rossi"), AT, open=True)
+    assert outcome.status == "unmatched"
+
+
+@pytest.mark.parametrize("amounts", [[1], [3049, 1], [1000, 1000, 1050], [5000]])
+def test_p5_balance_and_refund_never_go_negative(amounts):
+    o = order()
+    for number, amount in enumerate(amounts):
+        o.apply(entry(amount, f"tx-{number}"), AT, open=True)
+    assert o.balance_cents == max(TOTAL - sum(amounts), 0)
+    assert o.refund_cents == max(sum(amounts) - TOTAL, 0)
+
+
+def test_r6_instructions_quote_the_order_number():
+    how = instructions("FE-2026-000001", TOTAL)
+    assert how.bank_transfer.reason == "Rinnovo ordine FE-2026-000001"
+    assert how.postal_slip.reason == how.bank_transfer.reason and how.amount_cents == TOTAL
