@@ -13,6 +13,7 @@ so no endpoint can reach the app without its contract.
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal, get_args
 
 from fastapi import FastAPI
@@ -21,8 +22,11 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from renewals import errors
+from renewals.billing import Address, BillingData, Seller
+from renewals.invoice import InvoiceOrder, build_invoice
 from renewals.models import (
     CartView,
+    OrderLine,
     OrderView,
     PanelEvent,
     PaymentOutcome,
@@ -31,6 +35,8 @@ from renewals.models import (
     ServiceStatusView,
     Username,
 )
+from renewals.payments import IBAN
+from renewals.pricing import quote
 
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{model}"
@@ -350,6 +356,45 @@ RENEWAL_EXAMPLE: dict[str, Any] = {
     "emails": ["FE-2026-000123:payment_instructions"],
 }
 
+
+def _invoice_example() -> str:
+    """P17: a whole invoice as `GET /panel/invoices/{number}` answers it, built and checked by the
+    same code (renewals/invoice.py), for the demo order of one year paid by bank transfer."""
+    line = OrderLine(
+        product="service",
+        label="Fatturazione Elettronica Solo Ricezione",
+        quantity=1,
+        years=1,
+        unit_price_cents=2500,
+        net_cents=2500,
+    )
+    address = Address(street="Via Nazionale 10", cap="00184", comune="Roma", provincia="RM")
+    invoice = build_invoice(
+        InvoiceOrder(
+            order_number="FE-2026-000123",
+            username="demo-active",
+            lines=[line],
+            quote=quote([line], None),
+            payment_method="bank_transfer",
+            period_start=date(2027, 2, 2),
+            period_end=date(2028, 2, 1),
+        ),
+        BillingData(
+            holder_type="company",
+            company_name="Demo Active S.r.l.",
+            vat_number="09876540015",
+            address=address,
+            pec="demo-active@pec.example.it",
+        ),
+        Seller(name="Renewals S.p.A.", vat_number="12345670017", address=address, iban=IBAN),
+        year=2026,
+        progressive=1,
+        issued_on=date(2026, 11, 27),
+        file_id=1,
+    )
+    return invoice.xml.decode()
+
+
 # ---------------------------------------------------------------------------- operations
 
 
@@ -475,7 +520,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                     "schema": {"type": "string"},
                 }
             },
-            "content": {"application/xml": {"schema": {"type": "string"}}},
+            "content": {
+                "application/xml": {
+                    "schema": {"type": "string"},
+                    "examples": {"FT-2026-000001": {"value": _invoice_example()}},
+                }
+            },
         },
         refusals=(400, 401, 404, 413, 503),
     ),
