@@ -6,12 +6,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run servers test lint faults contract-soak screenshot bench clean
+.PHONY: install run servers test lint faults contract-soak screenshot bench lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -44,14 +44,22 @@ contract-soak: install
 
 ## With `make run` up: open the Web UI in headless Chromium and refresh docs/renewal-ui.png.
 screenshot: install
-	$(PY) -m pip install --quiet -e '.[dev,browser]'
+	$(PY) -m pip install --quiet -e '.[dev,local,browser]'
 	$(PY) -m stack.screenshot --username $(or $(USERNAME),demo-storage95) --out docs/renewal-ui.png
 
 ## The benchmark on a stack of its own; results in bench/results/. Sizes: `python -m bench --help`,
 ## e.g. `make bench BENCH_ARGS='--pending 10000'` for the README's headline figures.
 bench: install
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,local,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
+
+## requirements.lock: the image's dependencies (pyproject.toml's, no extra), pinned with hashes.
+## Run after changing the dependencies; the Dockerfile installs it with --require-hashes.
+lock: install
+	$(PY) -m pip install --quiet 'uv>=0.5,<1'
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+		--no-header --quiet --output-file requirements.lock
+	sed -i '1i # The image'"'"'s dependencies, pinned with hashes: `make lock` writes it from pyproject.toml.' requirements.lock
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -1,8 +1,9 @@
 """The ingress, for the panel, the payments back office, people and scripts.
 
-    python starter.py serve                         the signed HTTP API on INGRESS_PORT
-    python starter.py event JSON                    a panel event, signed with PANEL_SECRET
-    python starter.py payment JSON                  a payment event, signed with PAYMENTS_SECRET
+    python starter.py serve                         the signed HTTP API on INGRESS_PORT, and the
+                                                    OpenAPI document and /metrics on INGRESS_ADMIN_PORT
+    python starter.py event JSON                    a panel event, signed with PANEL_SECRET (its first value)
+    python starter.py payment JSON                  a payment event, signed with PAYMENTS_SECRET (its first value)
     python starter.py status USERNAME               the current or latest renewal
     python starter.py service USERNAME              which button the panel shows
     python starter.py services import FILE.json     load service records (all or nothing)
@@ -20,22 +21,26 @@ prints its message and exits non-zero.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
+import uvicorn
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from activities.store import Store
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
 from ingress.signing import read_payload, signed_headers
-from renewals.config import Settings, load_settings
-from renewals.models import PaymentRegistered, ServiceImport, ServiceRecord
+from renewals.config import Settings, load_settings, require_safe_exposure
+from renewals.events import PaymentRegistered
+from renewals.records import ServiceImport, ServiceRecord
 
 
 class CliError(Exception):
@@ -145,10 +150,52 @@ async def with_ingress(settings: Settings, work: Callable[[Ingress], Awaitable[B
         await store.close()
 
 
-def serve(settings: Settings) -> None:
-    import uvicorn
+class _AdminServer(uvicorn.Server):
+    """The admin port's server: the public one owns the signals and stops it (PublicServer)."""
 
-    from ingress.http import create_app
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class _PublicServer(uvicorn.Server):
+    """The public port's server; SIGTERM or Ctrl-C stops the admin server with it."""
+
+    def __init__(self, config: uvicorn.Config, admin: uvicorn.Server) -> None:
+        super().__init__(config)
+        self.admin = admin
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.admin.should_exit = True
+        super().handle_exit(sig, frame)
+
+
+def server_configs(settings: Settings, public: Any, admin: Any) -> tuple[uvicorn.Config, uvicorn.Config]:
+    """uvicorn's settings for the public port and the admin port.
+
+    The app caps requests in flight itself, answering 503 with Retry-After (ingress/bounds.py);
+    uvicorn's limit_concurrency, which counts open connections too, is the backstop above it."""
+    # log_config=None: uvicorn's lines go through our handler (JSON in production); the
+    # per-request line is ingress/metrics.py's, with the renewal and the order in it.
+    common: dict[str, Any] = {"log_config": None, "log_level": settings.log_level.lower(), "access_log": False}
+    return (
+        uvicorn.Config(
+            public,
+            host=settings.ingress_host,
+            port=settings.ingress_port,
+            limit_concurrency=settings.ingress_max_concurrency * 2 + 10,
+            timeout_keep_alive=5,
+            **common,
+        ),
+        uvicorn.Config(admin, host=settings.ingress_admin_host, port=settings.ingress_admin_port, **common),
+    )
+
+
+def serve(settings: Settings) -> None:
+    # First of all: on anything but loopback, weak, dev or shared secrets stop the start (one line).
+    require_safe_exposure(settings)
+    from ingress.http import create_admin_app, create_app
+    from ingress.idempotency import IdempotencyKeys
     from telemetry import configure_logging
 
     configure_logging(settings)
@@ -158,24 +205,18 @@ def serve(settings: Settings) -> None:
 
         client = await connect(settings)
         store = await Store.connect(settings.database_url)
-        app = create_app(
+        public = create_app(
             Ingress(client, store, settings.policy(), settings.temporal_task_queue),
-            settings.panel_secret,
-            settings.payments_secret,
+            settings.panel_secrets,
+            settings.payments_secrets,
             RateLimiter(settings.panel_rate_per_minute / 60, settings.panel_burst),
+            idempotency=IdempotencyKeys(store.pool, settings.panel_idempotency_ttl),
+            max_concurrency=settings.ingress_max_concurrency,
         )
-        # log_config=None: uvicorn's lines go through our handler (JSON in production); the
-        # per-request line is ingress/metrics.py's, with the renewal and the order in it.
-        config = uvicorn.Config(
-            app,
-            host=settings.ingress_host,
-            port=settings.ingress_port,
-            log_config=None,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-        )
+        public_config, admin_config = server_configs(settings, public, create_admin_app(public))
+        admin_server = _AdminServer(admin_config)
         try:
-            await uvicorn.Server(config).serve()
+            await asyncio.gather(_PublicServer(public_config, admin_server).serve(), admin_server.serve())
         finally:
             await store.close()
 
@@ -212,13 +253,13 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, settings: Settings) -> Any:
     if args.command == "event":
-        return signed_request(settings, "POST", "/panel/events", settings.panel_secret, read_json(args.json))
+        return signed_request(settings, "POST", "/panel/events", settings.panel_secrets[0], read_json(args.json))
     if args.command == "payment":
-        return signed_request(settings, "POST", "/payments/events", settings.payments_secret, read_json(args.json))
+        return signed_request(settings, "POST", "/payments/events", settings.payments_secrets[0], read_json(args.json))
     if args.command == "status":
-        return signed_request(settings, "GET", f"/panel/renewals/{args.username}", settings.panel_secret)
+        return signed_request(settings, "GET", f"/panel/renewals/{args.username}", settings.panel_secrets[0])
     if args.command == "service":
-        return signed_request(settings, "GET", f"/panel/services/{args.username}", settings.panel_secret)
+        return signed_request(settings, "GET", f"/panel/services/{args.username}", settings.panel_secrets[0])
     if args.command == "services":
         return asyncio.run(import_services(settings, args.file))
     if args.command == "invoice":  # P17 (issue 17)

@@ -32,7 +32,7 @@ from activities.payments import PaymentDesk
 from activities.store import Store
 from renewals import RECONCILER_SCHEDULE_ID
 from renewals.config import Settings, load_settings
-from renewals.models import Reconcile
+from renewals.messages import Reconcile
 from telemetry import ActivityLog, configure_logging, worker_runtime
 from workflows.reconciler import LedgerReconciler
 from workflows.renewal import RenewalWorkflow

@@ -22,7 +22,7 @@ import asyncpg
 from renewals.billing import BillingData, Seller
 from renewals.dates import rome_today
 from renewals.invoice import InvoiceError, InvoiceOrder, build_invoice
-from renewals.models import OrderLine, Quote
+from renewals.records import OrderLine, Quote
 
 MISSING_BILLING_DATA = "missing_billing_data"
 INVALID = "invalid"

@@ -2,6 +2,7 @@
 a retried activity never sends the same logical email twice, with a stable Message-ID."""
 
 import asyncio
+import functools
 import hashlib
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
@@ -17,9 +18,9 @@ from temporalio.exceptions import ApplicationError
 from activities.invoicing import StoredInvoice, invoice_of_order  # P17 (issue 17)
 from activities.store import Store
 from renewals import errors
+from renewals.calls import EmailSent, SendEmail
 from renewals.dates import ROME
 from renewals.mailbox import one_line, recipient, sendable
-from renewals.models import EmailSent, SendEmail
 from renewals.payments import instructions
 from renewals.pricing import euro
 
@@ -43,6 +44,13 @@ def message_id(key: str) -> str:
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{MESSAGE_ID_DOMAIN}>"
 
 
+@functools.cache
+def _template(name: str) -> tuple[Template, Template]:
+    """(subject, body) of a template file, read once: its first line is the subject."""
+    subject, _, body = (TEMPLATES / f"{name}.txt").read_text().partition("\n")
+    return Template(subject), Template(body)
+
+
 def render(request: SendEmail) -> tuple[str, str]:
     """(subject, body) of the request's template; the first line of a template is its subject."""
     how = request.instructions or instructions(request.order_number or "", request.total_cents or 0)
@@ -64,8 +72,8 @@ def render(request: SendEmail) -> tuple[str, str]:
         "postal_beneficiary": how.postal_slip.beneficiary,
         "payment_reason": how.bank_transfer.reason,
     }
-    subject, _, body = (TEMPLATES / f"{request.template}.txt").read_text().partition("\n")
-    return sendable(Template(subject).substitute(values)), sendable(Template(body).substitute(values))
+    subject, body = _template(request.template)
+    return sendable(subject.substitute(values)), sendable(body.substitute(values))
 
 
 class Mailer:

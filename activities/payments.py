@@ -15,7 +15,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import Store
 from renewals import REGISTER_PAYMENT, workflow_id
-from renewals.models import PaymentEntry, PaymentOutcome, PaymentStatus, Reconcile, Reconciled
+from renewals.messages import PaymentEntry, Reconcile, Reconciled
+from renewals.types import PaymentStatus
+from renewals.views import PaymentOutcome
 
 # How long an update to a renewal may take before the caller gets a 503 and the reconciler
 # picks the payment up (P14): the ledger already holds it.

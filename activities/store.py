@@ -18,27 +18,23 @@ from temporalio.exceptions import ApplicationError
 from activities.invoicing import invoice_of_order, issue_invoice  # P17 (issue 17)
 from renewals import errors
 from renewals.billing import BillingData, Seller  # P17 (issue 17)
-from renewals.dates import add_years, rome_today
-from renewals.models import (
+from renewals.calls import (
     Activate,
     Activation,
-    AddonQuantity,
     ChangeDueBy,
     CloseOrder,
     CreatedOrder,
     CreateOrder,
-    DiscountCode,
     DiscountLookup,
     FindDiscountCode,
     LoadService,
     OrderOwner,
-    PaymentEntry,
-    PriceList,
-    Product,
     RenewalContext,
-    ServiceRecord,
     SettlePayment,
 )
+from renewals.dates import add_years, rome_today
+from renewals.messages import PaymentEntry
+from renewals.records import AddonQuantity, DiscountCode, PriceList, Product, ServiceRecord
 
 # Seconds any one statement may take before asyncpg gives up on it (P14).
 COMMAND_TIMEOUT = 10.0

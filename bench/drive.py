@@ -22,17 +22,11 @@ from ingress.operations import Ingress
 from renewals import search_attributes as sa
 from renewals import workflow_id
 from renewals.dates import rome_today
-from renewals.models import (
-    AddonAdded,
-    CheckoutSubmitted,
-    DiscountCodeApplied,
-    OrderView,
-    PaymentRegistered,
-    Policy,
-    RenewRequested,
-    ServiceRecord,
-    Stage,
-)
+from renewals.events import AddonAdded, CheckoutSubmitted, DiscountCodeApplied, PaymentRegistered, RenewRequested
+from renewals.messages import Policy
+from renewals.records import ServiceRecord
+from renewals.types import Stage
+from renewals.views import OrderView
 from workflows.renewal import RenewalWorkflow
 
 # The latencies reported per renewal, in the order a customer meets them.

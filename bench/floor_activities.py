@@ -1,6 +1,6 @@
 """The engine floor's no-op activities and the small models its workflow passes around.
 
-Outside the workflow module, as `activities/` and `renewals.models` are for the renewal, so the
+Outside the workflow module, as `activities/` and `renewals`'s models are for the renewal, so the
 sandbox imports them once, not once per workflow run.
 """
 

@@ -1,30 +1,44 @@
 """The signed HTTP API (DESIGN.md §5) on FastAPI: panel events, payment events, reads, health.
 
-The signature is checked on the raw body, against the endpoint's own secret, before anything is
-parsed. Every refusal answers `{"error": CODE, "message": TEXT}`; never a traceback.
+Two apps. `create_app` is the public one, the API and nothing else: every route but `/healthz`
+(a cached answer, no detail) is signed; no OpenAPI document, no `/metrics`. `create_admin_app`
+serves those (`/docs`, `/redoc`, `/openapi.json`, `/metrics`, `/healthz`) on the admin port,
+loopback unless configured otherwise (starter.py serves both).
+
+The signature is checked on the raw body, against the endpoint's own secrets, before anything is
+parsed. Every refusal answers `{"error": CODE, "message": TEXT}`; never a traceback. Every answer
+comes within the deadline of ingress/bounds.py (P14); a panel event may carry an
+`Idempotency-Key` (ingress/idempotency.py, P13).
 """
 
+import asyncio
 import logging
 import math
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
 from activities.invoicing import invoice_by_number  # P17 (issue 17)
 from ingress import openapi, ui
+from ingress.bounds import REQUEST_DEADLINE_SECONDS, RETRY_AFTER_DEADLINE, ConcurrencyLimit, Deadline
+from ingress.idempotency import HEADER as IDEMPOTENCY_HEADER
+from ingress.idempotency import REPLAYED_HEADER, Answer, IdempotencyKeys, KeyRefused
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
 from ingress.signing import SignatureError, read_payload, verify
-from renewals.models import PanelEvent, PaymentRegistered, Username
+from renewals.events import PanelEvent, PaymentRegistered
+from renewals.types import Username
 
 MAX_BODY_BYTES = 64 * 1024
-RETRY_AFTER_SECONDS = "5"  # on a 503 (P14): a dependency that did not answer, asked again shortly
+RETRY_AFTER_SECONDS = str(RETRY_AFTER_DEADLINE)  # on a 503 (P14): a dependency that did not answer
 PANEL_EVENTS: TypeAdapter[Any] = TypeAdapter(PanelEvent)
 PAYMENT_EVENTS: TypeAdapter[PaymentRegistered] = TypeAdapter(PaymentRegistered)
 USERNAME: TypeAdapter[str] = TypeAdapter(Username)
@@ -73,16 +87,76 @@ def parse(adapter: TypeAdapter[Any], body: bytes) -> Any:
         raise ApiError(422, "invalid_request", describe(error)) from None
 
 
+class Health:
+    """`/healthz`: the last check of PostgreSQL and Temporal, redone at most every `ttl` seconds
+    whoever asks, so a flood of probes costs nothing; the answer says up or down, never why."""
+
+    def __init__(self, ingress: Ingress, ttl: float = 5.0, timeout: float = 3.0) -> None:
+        self.ingress, self.ttl, self.timeout = ingress, ttl, timeout
+        self._checked_at = -math.inf
+        self._answer: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    async def answer(self) -> dict[str, str]:
+        async with self._lock:
+            if time.monotonic() - self._checked_at >= self.ttl:
+                postgres, temporal = await asyncio.gather(self._postgres(), self._temporal())
+                healthy = postgres == temporal == "ok"
+                self._answer = {"status": "ok" if healthy else "down", "postgres": postgres, "temporal": temporal}
+                self._checked_at = time.monotonic()
+            return self._answer
+
+    async def _postgres(self) -> str:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.ingress.store.pool.fetchval("SELECT 1")
+            return "ok"
+        except Exception:  # noqa: BLE001 - health reports, it does not raise; the log says why
+            log.warning("health: PostgreSQL did not answer", exc_info=True)
+            return "down"
+
+    async def _temporal(self) -> str:
+        try:
+            # Both bounds: the RPC's own timeout does not cover a connection that never completes.
+            async with asyncio.timeout(self.timeout):
+                await self.ingress.client.service_client.check_health(timeout=timedelta(seconds=self.timeout))
+            return "ok"
+        except Exception:  # noqa: BLE001
+            log.warning("health: Temporal did not answer", exc_info=True)
+            return "down"
+
+
 def create_app(
-    ingress: Ingress, panel_secret: str, payments_secret: str, limiter: RateLimiter | None = None
+    ingress: Ingress,
+    panel_secret: str | Sequence[str],
+    payments_secret: str | Sequence[str],
+    limiter: RateLimiter | None = None,
+    *,
+    idempotency: IdempotencyKeys | None = None,
+    deadline: float = REQUEST_DEADLINE_SECONDS,
+    max_concurrency: int | None = None,
 ) -> FastAPI:
+    """The public API. Each secret is one value or several (the current first, then the previous
+    one during a rotation): a request signed with any is accepted."""
     app = FastAPI(
         title="Renewals ingress",
         version="1",
         description="Signed panel and payment events for the e-invoicing renewal workflow.",
+        # The document is served by the admin app only (create_admin_app).
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
+    health = Health(ingress)
+    app.state.health = health
+    keys: list[IdempotencyKeys] = [idempotency] if idempotency else []
 
-    async def signed_body(request: Request, secret: str) -> bytes:
+    def idempotency_keys() -> IdempotencyKeys:
+        if not keys:  # built on first use: the pool is the ingress's own
+            keys.append(IdempotencyKeys(ingress.store.pool))
+        return keys[0]
+
+    async def signed_body(request: Request, secret: str | Sequence[str]) -> bytes:
         body = await read_body(request)
         signed = body
         if request.method == "GET":
@@ -99,6 +173,30 @@ def create_app(
 
     def answer(model: BaseModel) -> JSONResponse:
         return JSONResponse(model.model_dump(mode="json"))
+
+    async def panel_answer(event: Any, key: str) -> Answer:
+        """The event's answer, a refusal included: both are what a retry with its key gets back.
+        The key is the update's id too: a retry after a timeout whose update did reach the renewal
+        gets that update's outcome from Temporal, never a second change (P13)."""
+        try:
+            response = answer(await ingress.panel(event, update_id=f"idempotency-key:{key}"))
+        except RenewalsError as error:
+            response = error_response(error.status, error.code, error.message)
+        return Answer(response.status_code, bytes(response.body))
+
+    async def once(event: Any, key: str) -> Response:
+        try:
+            done = await idempotency_keys().answer_once(
+                event.username, key, event.model_dump_json().encode(), lambda: panel_answer(event, key)
+            )
+        except KeyRefused as refusal:
+            code = "not_allowed" if refusal.status == 409 else "invalid_request"
+            response = error_response(refusal.status, code, refusal.message)
+            if refusal.retry_after is not None:
+                response.headers["Retry-After"] = str(refusal.retry_after)
+            return response
+        replayed = {REPLAYED_HEADER: "true"} if done.replayed else None
+        return Response(done.body, status_code=done.status, media_type="application/json", headers=replayed)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -128,7 +226,7 @@ def create_app(
 
     # Each route's contract (statuses, bodies, signature, examples) is in ingress/openapi.py.
     @app.post("/panel/events")
-    async def panel_event(request: Request) -> JSONResponse:
+    async def panel_event(request: Request) -> Response:
         event = parse(PANEL_EVENTS, await signed_body(request, panel_secret))
         wait = limiter.retry_after(event.username) if limiter else None
         if wait is not None:
@@ -137,6 +235,9 @@ def create_app(
             )
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is not None:
+            return await once(event, key)
         return answer(await ingress.panel(event))
 
     @app.post("/payments/events")
@@ -172,24 +273,49 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        checks: dict[str, str] = {}
-        try:
-            await ingress.store.pool.fetchval("SELECT 1")
-            checks["postgres"] = "ok"
-        except Exception as error:  # noqa: BLE001 - health reports, it does not raise
-            checks["postgres"] = f"down: {type(error).__name__}"
-        try:
-            await ingress.client.service_client.check_health(timeout=timedelta(seconds=3))
-            checks["temporal"] = "ok"
-        except Exception as error:  # noqa: BLE001
-            checks["temporal"] = f"down: {type(error).__name__}"
-        healthy = all(value == "ok" for value in checks.values())
-        body = {"status": "ok" if healthy else "down", **checks}
-        return JSONResponse(body, 200) if healthy else JSONResponse(body, 503, {"Retry-After": RETRY_AFTER_SECONDS})
+        checks = await health.answer()
+        if checks["status"] == "ok":
+            return JSONResponse(checks, 200)
+        return JSONResponse(checks, 503, {"Retry-After": RETRY_AFTER_SECONDS})
 
-    app.include_router(ui.pages_for(ingress, panel_secret))  # the customer's pages, /ui/ (ingress/ui.py)
+    # The customer's pages, /ui/ (ingress/ui.py): their sign-in links are signed with the current secret.
+    current_panel_secret = panel_secret if isinstance(panel_secret, str) else panel_secret[0]
+    app.include_router(ui.pages_for(ingress, current_panel_secret))
     openapi.serve(app)
-    from ingress.metrics import instrument  # GET /metrics and the request log line, outermost
+    from ingress.metrics import instrument  # the counters and the request log line, outermost
 
-    instrument(app)
+    app.add_middleware(Deadline, seconds=deadline)
+    if max_concurrency is not None:
+        app.add_middleware(ConcurrencyLimit, limit=max_concurrency)
+    app.state.metrics = instrument(app)
     return app
+
+
+def create_admin_app(public: FastAPI) -> FastAPI:
+    """What the public port does not show: the public app's OpenAPI document (`/openapi.json`,
+    `/docs`, `/redoc`), its `/metrics`, and `/healthz`. Unsigned: keep it off the network."""
+    from ingress.metrics import mount_metrics
+
+    admin = FastAPI(title=f"{public.title} (admin)", openapi_url=None, docs_url=None, redoc_url=None)
+
+    @admin.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(public.openapi())
+
+    @admin.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=public.title)
+
+    @admin.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=public.title)
+
+    @admin.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        checks = await public.state.health.answer()
+        if checks["status"] == "ok":
+            return JSONResponse(checks, 200)
+        return JSONResponse(checks, 503, {"Retry-After": RETRY_AFTER_SECONDS})
+
+    mount_metrics(admin, public.state.metrics)
+    return admin

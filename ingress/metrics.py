@@ -1,6 +1,8 @@
-"""The ingress's Prometheus metrics on `GET /metrics`, and its one log line per request.
+"""The ingress's Prometheus metrics, and its one log line per request.
 
-`instrument(app)` adds both to the app of ingress/http.py:
+`instrument(app)` counts the requests of the public app of ingress/http.py and logs each;
+`mount_metrics(admin, registry)` serves the counts as `GET /metrics` on the admin app, never on
+the public port:
 
 - `renewals_ingress_requests_total{endpoint, method, status}`: requests by route template
   (`/panel/services/{username}`, never the raw path, so a username is never a label) and status;
@@ -10,8 +12,8 @@
 
 The log line carries the renewal (`renewal_id`, the workflow id of the username in the request)
 and the order number when the request or its answer names one. Each app has its own registry,
-so several apps (tests) never clash. `/metrics` is unsigned, like `/healthz`: keep both off the
-public route of a reverse proxy.
+so several apps (tests) never clash. `/metrics` is unsigned: the admin port is loopback unless
+configured otherwise (README "Running in production").
 """
 
 import json
@@ -137,13 +139,16 @@ class ObserveRequests:
 
 
 def instrument(app: FastAPI) -> CollectorRegistry:
-    """Mount `GET /metrics` and the counting, logging middleware on `app`; returns its registry."""
+    """Add the counting, logging middleware to `app`; returns the registry it counts in."""
     registry = CollectorRegistry()
-    metrics = IngressMetrics(registry)
+    app.add_middleware(ObserveRequests, metrics=IngressMetrics(registry))
+    return registry
+
+
+def mount_metrics(app: FastAPI, registry: CollectorRegistry) -> None:
+    """`GET /metrics` on `app` (the admin app): the counts in `registry`, for Prometheus."""
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
-    app.add_middleware(ObserveRequests, metrics=metrics)
-    return registry

@@ -4,8 +4,9 @@ Every operation lists every status it can answer, each with its body (the `{"err
 model defined once, referenced everywhere), `Retry-After` on 429 and 503, and an example. The
 signature is a security scheme per secret (the panel's on `/panel/*`, the payments back office's
 on `/payments/events`), with the signing rule in its description. Request and answer schemas are
-generated from renewals/models.py, so they follow the models; this module only adds the words a
-client needs (what each field means, P11's rule of what is checked and what is free text).
+generated from the models (renewals/events.py, renewals/views.py), so they follow the models;
+this module only adds the words a client needs (what each field means, P11's rule of what is
+checked and what is free text).
 
 `document(app)` builds it from the app's routes: a route with no entry in OPERATIONS is an error,
 so no endpoint can reach the app without its contract.
@@ -23,20 +24,13 @@ from pydantic.json_schema import models_json_schema
 
 from renewals import errors
 from renewals.billing import Address, BillingData, Seller
+from renewals.events import PanelEvent, PaymentRegistered
 from renewals.invoice import InvoiceOrder, build_invoice
-from renewals.models import (
-    CartView,
-    OrderLine,
-    OrderView,
-    PanelEvent,
-    PaymentOutcome,
-    PaymentRegistered,
-    RenewalView,
-    ServiceStatusView,
-    Username,
-)
 from renewals.payments import IBAN
 from renewals.pricing import quote
+from renewals.records import OrderLine
+from renewals.types import Username
+from renewals.views import CartView, OrderView, PaymentOutcome, RenewalView, ServiceStatusView
 
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{model}"

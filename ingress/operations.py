@@ -23,29 +23,20 @@ from activities.store import Store, TransactionConflict
 from renewals import errors, workflow_id
 from renewals import search_attributes as sa
 from renewals.dates import rome_today
-from renewals.eligibility import eligibility
-from renewals.models import (
+from renewals.eligibility import eligibility_under
+from renewals.events import (
     AddonAdded,
     AddonRemoved,
-    CancelOrder,
-    CartView,
     CheckoutSubmitted,
     DiscountCodeApplied,
-    ExtendDeadline,
-    Mode,
-    OpenRequest,
-    OrderView,
     PanelEvent,
-    PaymentOutcome,
     PaymentRegistered,
-    Policy,
     ReactivateRequested,
-    RenewalInput,
-    RenewalView,
     RenewRequested,
-    ServiceStatusView,
-    Stage,
 )
+from renewals.messages import CancelOrder, ExtendDeadline, OpenRequest, Policy, RenewalInput
+from renewals.types import Mode, Stage
+from renewals.views import CartView, OrderView, PaymentOutcome, RenewalView, ServiceStatusView
 from workflows.renewal import RenewalWorkflow
 
 # Under the HTTP answer's 15 s (P14): a renewal that does not answer in time is a 503, never a hang.
@@ -79,9 +70,10 @@ class Ingress:
 
     # ------------------------------------------------------------------ panel
 
-    async def panel(self, event: PanelEvent) -> CartView | OrderView:
+    async def panel(self, event: PanelEvent, *, update_id: str | None = None) -> CartView | OrderView:
+        """`update_id` (from an Idempotency-Key) makes Temporal answer a repeat with the first outcome."""
         try:
-            return await self._panel(event)
+            return await self._panel(event, update_id)
         except WorkflowUpdateFailedError as error:
             raise _from_update_failure(error) from None
         except RPCError as error:
@@ -92,10 +84,10 @@ class Ingress:
                 ) from None
             raise
 
-    async def _panel(self, event: PanelEvent) -> CartView | OrderView:
+    async def _panel(self, event: PanelEvent, update_id: str | None) -> CartView | OrderView:
         if isinstance(event, RenewRequested | ReactivateRequested):
             mode: Mode = "renew" if isinstance(event, RenewRequested) else "reactivate"
-            return await self.open(event.username, mode)
+            return await self.open(event.username, mode, update_id=update_id)
         handle = self.client.get_workflow_handle_for(RenewalWorkflow.run, workflow_id(event.username))
         # Each cart event is its update's input (its envelope is ignored by the workflow).
         update: Any = {
@@ -106,10 +98,10 @@ class Ingress:
         }.get(type(event))
         if update is None:
             raise RenewalsError(errors.INVALID_REQUEST, f"unknown event {event!r}")
-        result: CartView | OrderView = await handle.execute_update(update, event, rpc_timeout=RPC_TIMEOUT)
+        result: CartView | OrderView = await handle.execute_update(update, event, id=update_id, rpc_timeout=RPC_TIMEOUT)
         return result
 
-    async def open(self, username: str, mode: Mode) -> CartView:
+    async def open(self, username: str, mode: Mode, *, update_id: str | None = None) -> CartView:
         """Update-with-start: a new renewal, or the one already open for this service (P8)."""
         if await self.store.get_service(username) is None:
             raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
@@ -125,7 +117,11 @@ class Ingress:
             ),
         )
         return await self.client.execute_update_with_start_workflow(
-            RenewalWorkflow.open, OpenRequest(mode=mode), start_workflow_operation=start, rpc_timeout=RPC_TIMEOUT
+            RenewalWorkflow.open,
+            OpenRequest(mode=mode),
+            start_workflow_operation=start,
+            id=update_id,
+            rpc_timeout=RPC_TIMEOUT,
         )
 
     # ------------------------------------------------------------------ payments
@@ -146,13 +142,7 @@ class Ingress:
         service = await self.store.get_service(username)
         if service is None:
             raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
-        policy = self.policy
-        found = eligibility(
-            service,
-            rome_today(now or datetime.now(UTC)),
-            policy.reactivation_window,
-            legacy=not policy.reactivation_last_day_included,
-        )
+        found = eligibility_under(self.policy, service, rome_today(now or datetime.now(UTC)))
         return ServiceStatusView(
             username=username,
             status=found.status,

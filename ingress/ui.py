@@ -55,20 +55,18 @@ from ingress.ui_words import (
 from renewals.config import Settings, load_settings
 from renewals.dates import rome_today
 from renewals.eligibility import last_reactivation_day
-from renewals.models import (
+from renewals.events import (
     AddonAdded,
     AddonRemoved,
-    CartView,
     CheckoutSubmitted,
     DiscountCodeApplied,
-    OrderView,
     PanelEvent,
     PaymentRegistered,
     ReactivateRequested,
-    RenewalView,
     RenewRequested,
-    Stage,
 )
+from renewals.types import Stage
+from renewals.views import CartView, OrderView, RenewalView
 
 HTMX_VERSION = "2.0.11"  # ingress/static/README.md
 ASSET_VERSION = "1"

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from pydantic import TypeAdapter, ValidationError
 
-from renewals.models import Username
+from renewals.types import Username
 
 # A link is good for this long after the panel made it: long enough for a redirect, too short to
 # be worth stealing from a log or a browser history.

@@ -1,28 +1,17 @@
 """The cart (R3): what it holds, how it changes, and the view the panel shows."""
 
-from datetime import date
+from datetime import date, datetime
 
+from renewals.calls import CreateOrder
 from renewals.dates import add_years
-from renewals.models import (
-    ADDONS,
-    MAX_ADDON_QUANTITY,
-    AddonName,
-    AddonQuantity,
-    CartView,
-    DiscountCode,
-    DiscountView,
-    Mode,
-    Model,
-    OrderLine,
-    OrderView,
-    PriceList,
-    Quote,
-    ServiceRecord,
-    Stage,
-)
+from renewals.eligibility import reactivation_window_end
+from renewals.messages import Checkout, Policy
 from renewals.pricing import order_lines, quote
+from renewals.records import AddonQuantity, DiscountCode, OrderLine, PriceList, Quote, ServiceRecord
 from renewals.storage import storage_alert
 from renewals.terms import allowed_years
+from renewals.types import ADDONS, MAX_ADDON_QUANTITY, AddonName, Mode, Model, Stage
+from renewals.views import CartView, DiscountView, OrderView
 
 
 class Cart(Model):
@@ -66,6 +55,31 @@ class Cart(Model):
 
     def quote(self, years: int) -> Quote:
         return quote(self.lines(years), self.discount)
+
+    def order_request(
+        self, checkout: Checkout, workflow_id: str, run_id: str, ordered_at: datetime, due_by: datetime
+    ) -> CreateOrder:
+        """The order the checkout confirms (R5, R6): this cart's lines and quote for the term chosen."""
+        return CreateOrder(
+            workflow_id=workflow_id,
+            run_id=run_id,
+            username=self.service.username,
+            mode=self.mode,
+            years=checkout.years,
+            payment_method=checkout.payment_method,
+            discount_code=self.discount.code if self.discount else None,
+            lines=self.lines(checkout.years),
+            quote=self.quote(checkout.years),
+            previous_expires_on=self.service.expires_on,
+            due_by=due_by,
+            ordered_at=ordered_at,
+        )
+
+    def ceases_at(self, policy: Policy) -> datetime:
+        """When the service ceases (R2): no deadline, extension or checkout goes past it."""
+        return reactivation_window_end(
+            self.service.expires_on, policy.reactivation_window, legacy=not policy.reactivation_last_day_included
+        )
 
     def renewed_until(self, years: int) -> date:
         """P1: the new expiry counts from the old one, for renew and reactivate alike."""

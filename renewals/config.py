@@ -4,6 +4,7 @@ The defaults run the embedded stack on loopback (`make run`); the secrets are do
 development values and must be replaced anywhere else.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,8 +15,20 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from renewals import TASK_QUEUE
 from renewals.billing import Address, Cap, CodiceFiscale, Iban, PartitaIva, Provincia, Seller, TaxRegime, Text60, Text80
 from renewals.durations import parse_duration, parse_durations
-from renewals.models import Policy
+from renewals.messages import Policy
 from renewals.payments import BENEFICIARY, IBAN
+
+# The README's local values: anyone may sign with them, so only loopback accepts them.
+DEV_SECRETS = {"PANEL_SECRET": "dev-panel-secret", "PAYMENTS_SECRET": "dev-payments-secret"}
+MIN_SECRET_BYTES = 32
+MIN_DISTINCT_CHARACTERS = 10
+# Words of a value copied from an example rather than generated (.env.example's `change-me-…`).
+PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "change me", "placeholder", "replace", "example", "your")
+
+
+def split_secrets(value: str) -> tuple[str, ...]:
+    """`current` or `current,previous`: the values a secret variable holds, the signing one first."""
+    return tuple(part.strip() for part in value.split(","))
 
 
 def _duration(value: Any) -> Any:
@@ -60,11 +73,21 @@ class Settings(BaseSettings):
     smtp_host: str = Field("127.0.0.1", alias="SMTP_HOST")
     smtp_port: int = Field(2525, alias="SMTP_PORT")
     smtp_sender: str = Field("Rinnovi <rinnovi@renewals.localhost>", alias="SMTP_SENDER")
-    panel_secret: str = Field("dev-panel-secret", alias="PANEL_SECRET", min_length=8)
-    payments_secret: str = Field("dev-payments-secret", alias="PAYMENTS_SECRET", min_length=8)
+    # "current" or "current,previous" (rotation): both verify, the first signs (the CLI). The
+    # defaults are the README's dev values: refused on any address but loopback (exposure_problems).
+    panel_secret: str = Field(DEV_SECRETS["PANEL_SECRET"], alias="PANEL_SECRET")
+    payments_secret: str = Field(DEV_SECRETS["PAYMENTS_SECRET"], alias="PAYMENTS_SECRET")
     ingress_port: int = Field(8000, alias="INGRESS_PORT")
     # Loopback for the local stack; in a container the ingress listens on 0.0.0.0 (docker-compose.yml).
     ingress_host: str = Field("127.0.0.1", alias="INGRESS_HOST")
+    # The admin port: the OpenAPI document (/docs, /redoc, /openapi.json), /metrics and /healthz,
+    # never on the public port. Loopback unless set (compose: the internal network, unpublished).
+    ingress_admin_host: str = Field("127.0.0.1", alias="INGRESS_ADMIN_HOST")
+    ingress_admin_port: int = Field(8001, alias="INGRESS_ADMIN_PORT")
+    # Requests the public port answers at once; beyond, a 503 with Retry-After (P14).
+    ingress_max_concurrency: int = Field(100, alias="INGRESS_MAX_CONCURRENCY", ge=1)
+    # How long the first answer to a panel event's Idempotency-Key is kept and replayed (P13).
+    panel_idempotency_ttl: Duration = Field(timedelta(hours=24), alias="PANEL_IDEMPOTENCY_TTL")
     # Per username on /panel/events: sustained events per minute, and the burst allowed.
     panel_rate_per_minute: int = Field(120, alias="PANEL_RATE_PER_MINUTE", ge=1)
     panel_burst: int = Field(20, alias="PANEL_BURST", ge=1)
@@ -114,6 +137,26 @@ class Settings(BaseSettings):
     seller_provincia: Provincia = Field("RM", alias="SELLER_PROVINCIA")
     seller_iban: Iban = Field(IBAN, alias="SELLER_IBAN")
 
+    @field_validator("panel_secret", "payments_secret")
+    @classmethod
+    def _secret_list(cls, value: str) -> str:
+        values = split_secrets(value)
+        if not 1 <= len(values) <= 2 or not all(values):
+            raise ValueError('one value, or two for a rotation ("current,previous"), none empty')
+        if any(len(one.encode()) < 8 for one in values):
+            raise ValueError("each value must be at least 8 bytes")
+        return value
+
+    @property
+    def panel_secrets(self) -> tuple[str, ...]:
+        """The values that verify a panel request; the first is the one to sign with."""
+        return split_secrets(self.panel_secret)
+
+    @property
+    def payments_secrets(self) -> tuple[str, ...]:
+        """The values that verify a payment event; the first is the one to sign with."""
+        return split_secrets(self.payments_secret)
+
     @field_validator("temporal_tls_key")
     @classmethod
     def _tls_pair(cls, key: Path | None, info: ValidationInfo) -> Path | None:
@@ -156,6 +199,55 @@ SECRET_VARIABLES = frozenset({"PANEL_SECRET", "PAYMENTS_SECRET", "TEMPORAL_API_K
 
 class ConfigurationError(SystemExit):
     """A bad environment value: the process stops at start with a message naming the variable."""
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or an interface: reachable from elsewhere, presumably
+
+
+def _secret_problems(name: str, settings: Settings, values: tuple[str, ...]) -> list[str]:
+    field = "panel_secret" if name == "PANEL_SECRET" else "payments_secret"
+    if field not in settings.model_fields_set:
+        return [f"{name} must be set (the dev default is for loopback only)"]
+    problems = []
+    for value in values:
+        lowered = value.lower()
+        if value in DEV_SECRETS.values():
+            problems.append(f"{name} must not be a dev value the README publishes")
+        elif any(word in lowered for word in PLACEHOLDER_WORDS):
+            problems.append(f"{name} must not be a placeholder (change-me, example, ...): generate one")
+        elif len(value.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"{name} must be at least {MIN_SECRET_BYTES} bytes (openssl rand -hex 32)")
+        elif len(set(value)) < MIN_DISTINCT_CHARACTERS:
+            problems.append(f"{name} must be random, at least {MIN_DISTINCT_CHARACTERS} distinct characters")
+    return sorted(set(problems), key=problems.index)
+
+
+def exposure_problems(settings: Settings) -> list[str]:
+    """Why the ingress must not listen on INGRESS_HOST with these secrets: nothing on loopback;
+    elsewhere both secrets set, strong (32 bytes, random, no dev or placeholder value) and
+    different. Each problem names the variable and the rule, never the value."""
+    if is_loopback(settings.ingress_host):
+        return []
+    problems = _secret_problems("PANEL_SECRET", settings, settings.panel_secrets)
+    problems += _secret_problems("PAYMENTS_SECRET", settings, settings.payments_secrets)
+    if set(settings.panel_secrets) & set(settings.payments_secrets):
+        problems.append("PANEL_SECRET and PAYMENTS_SECRET must differ (no value in both)")
+    return problems
+
+
+def require_safe_exposure(settings: Settings) -> None:
+    """Stop the ingress at start, with one line, when exposure_problems finds any."""
+    problems = exposure_problems(settings)
+    if problems:
+        raise ConfigurationError(
+            f"refusing to serve on INGRESS_HOST={settings.ingress_host} (not loopback): " + "; ".join(problems)
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -4,9 +4,9 @@ first when they open a renewal."""
 from datetime import datetime
 
 from renewals.dates import rome_time
-from renewals.models import Stage
 from renewals.order import Order
 from renewals.pricing import euro
+from renewals.types import Stage
 
 
 def current_details(

@@ -5,7 +5,9 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from renewals.dates import start_of_day
-from renewals.models import Mode, ServiceRecord
+from renewals.messages import Policy
+from renewals.records import ServiceRecord
+from renewals.types import Mode
 
 ServiceStatus = Literal["active", "expired", "ceased"]
 
@@ -41,6 +43,11 @@ def service_status(service: ServiceRecord, today: date, window: timedelta, *, le
     return "ceased"
 
 
+def eligibility_under(policy: Policy, service: ServiceRecord, today: date) -> Eligibility:
+    """Eligibility with the R2 boundary the policy carries (renewals started before issue 18 keep theirs)."""
+    return eligibility(service, today, policy.reactivation_window, legacy=not policy.reactivation_last_day_included)
+
+
 def eligibility(service: ServiceRecord, today: date, window: timedelta, *, legacy: bool = False) -> Eligibility:
     status = service_status(service, today, window, legacy=legacy)
     if status == "ceased":
@@ -60,9 +67,9 @@ def eligibility(service: ServiceRecord, today: date, window: timedelta, *, legac
     return Eligibility(status, "renew" if status == "active" else "reactivate", None)
 
 
-def refusal(service: ServiceRecord, mode: Mode, today: date, window: timedelta, *, legacy: bool = False) -> str | None:
-    """None when `mode` is allowed today, else the reason it is refused."""
-    found = eligibility(service, today, window, legacy=legacy)
+def refusal(service: ServiceRecord, mode: Mode, today: date, policy: Policy) -> str | None:
+    """None when `mode` is allowed today under the renewal's policy, else the reason it is refused."""
+    found = eligibility_under(policy, service, today)
     if found.action is None:
         return found.reason
     if found.action != mode:

@@ -31,8 +31,9 @@ from lxml import etree
 from pydantic import BaseModel, ConfigDict
 
 from renewals.billing import NO_RECIPIENT_CODE, Address, BillingData, Seller
-from renewals.models import OrderLine, PaymentMethod, Quote
 from renewals.pricing import VAT_PERCENT
+from renewals.records import OrderLine, Quote
+from renewals.types import PaymentMethod
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "fatturapa" / "FatturaPA_v1.2.2.xsd"
 NAMESPACE = "http://ivaservizi.agenziaentrate.gov.it/docs/xsd/fatture/v1.2"

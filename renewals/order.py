@@ -8,20 +8,13 @@ unmatched. The workflow asks; the ledger records the answer; nobody sums payment
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from renewals.calls import CreateOrder
 from renewals.dates import after
-from renewals.models import (
-    Model,
-    OrderLine,
-    OrderView,
-    PaymentEntry,
-    PaymentMethod,
-    PaymentOutcome,
-    PaymentSeen,
-    PaymentStatus,
-    Quote,
-    Stage,
-)
+from renewals.messages import PaymentEntry
 from renewals.payments import instructions
+from renewals.records import OrderLine, Quote
+from renewals.types import Model, PaymentMethod, PaymentStatus, Stage
+from renewals.views import OrderView, PaymentOutcome, PaymentSeen
 
 CURRENCY = "EUR"
 
@@ -40,6 +33,18 @@ class Order(Model):
     paid_cents: int = 0
     payments: list[PaymentSeen] = []
     new_expires_on: date | None = None
+
+    @classmethod
+    def confirmed(cls, number: str, request: CreateOrder) -> "Order":
+        return cls(
+            number=number,
+            years=request.years,
+            method=request.payment_method,
+            lines=request.lines,
+            quote=request.quote,
+            ordered_at=request.ordered_at,
+            due_by=request.due_by,
+        )
 
     # ------------------------------------------------------------------ money
 
@@ -143,3 +148,16 @@ class Order(Model):
             "new_expires_on": self.new_expires_on,
             "instructions": instructions(self.number, self.quote.total_cents),
         }
+
+
+def without_order(entry: PaymentEntry) -> PaymentOutcome:
+    """A payment delivered to a renewal that never reached checkout: nothing to pay (P10)."""
+    note = "the renewal has no order (P10)"
+    return PaymentOutcome(
+        status="unmatched",
+        order_number=entry.order_number,
+        transaction_id=entry.transaction_id,
+        paid_cents=0,
+        balance_cents=0,
+        note=note,
+    )

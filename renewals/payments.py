@@ -1,6 +1,6 @@
 """How to pay an order (R6): the provider's accounts and the reason to quote."""
 
-from renewals.models import BankTransfer, PaymentInstructions, PostalSlip
+from renewals.views import BankTransfer, PaymentInstructions, PostalSlip
 
 # The provider's collection accounts. Dev placeholders (an example IBAN), shown in the
 # payment-instructions email and the order view.

@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from renewals.models import AddonQuantity, DiscountCode, OrderLine, PriceList, Quote
+from renewals.records import AddonQuantity, DiscountCode, OrderLine, PriceList, Quote
 
 SERVICE = "service"
 VAT_PERCENT = 22

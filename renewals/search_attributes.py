@@ -3,9 +3,12 @@
 Registered by the local stack (`make servers`, `make run`) and by the test fixtures.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+
+if TYPE_CHECKING:
+    from renewals.order import Order
 
 STAGE = SearchAttributeKey.for_keyword("RenewalStage")
 USERNAME = SearchAttributeKey.for_keyword("RenewalUsername")
@@ -15,6 +18,19 @@ DUE_BY = SearchAttributeKey.for_datetime("RenewalDueBy")
 TOTAL_CENTS = SearchAttributeKey.for_int("RenewalTotalCents")
 
 ALL: list[SearchAttributeKey[Any]] = [STAGE, USERNAME, ORDER, PAYMENT_METHOD, DUE_BY, TOTAL_CENTS]
+
+
+def renewal_attributes(stage: str, order: "Order | None") -> list[SearchAttributeUpdate[Any]]:
+    """What a renewal shows ops at each stage: the stage, and the order once there is one."""
+    pairs: list[SearchAttributeUpdate[Any]] = [STAGE.value_set(stage)]
+    if order is not None:
+        pairs += [
+            ORDER.value_set(order.number),
+            PAYMENT_METHOD.value_set(order.method),
+            DUE_BY.value_set(order.due_by),
+            TOTAL_CENTS.value_set(order.quote.total_cents),
+        ]
+    return pairs
 
 
 def dev_server_args() -> list[str]:

@@ -4,7 +4,8 @@ import math
 from datetime import date
 from typing import Literal
 
-from renewals.models import ServiceRecord, StorageAlert
+from renewals.records import ServiceRecord
+from renewals.views import StorageAlert
 
 ALERT_ABOVE_PERCENT = 70
 RED_ABOVE_PERCENT = 90

@@ -97,7 +97,8 @@ class Supervisor:
         print(f"demo data  services seeded now: {', '.join(seeded) or 'none (kept from last run)'}")
         self.spawn("worker", [sys.executable, "worker.py"])
         self.spawn("ingress", [sys.executable, "starter.py", "serve"])
-        print(f"ingress    http://127.0.0.1:{self.settings.ingress_port}  (docs at /docs)")
+        print(f"ingress    http://127.0.0.1:{self.settings.ingress_port}")
+        print(f"admin      http://127.0.0.1:{self.settings.ingress_admin_port}/docs  (OpenAPI; /metrics)")
         print(f"logs       {self.data_dir}/*.log")
 
     def watch(self) -> int:

@@ -6,7 +6,7 @@ Seeded by `make run` for usernames not there yet, so a second start keeps what h
 from datetime import date, timedelta
 
 from renewals.billing import Address, BillingData
-from renewals.models import AddonQuantity, ServiceRecord
+from renewals.records import AddonQuantity, ServiceRecord
 
 
 def demo_services(today: date) -> list[ServiceRecord]:

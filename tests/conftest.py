@@ -34,7 +34,10 @@ from renewals import search_attributes as sa
 from renewals.billing import BillingData
 from renewals.config import Settings
 from renewals.dates import rome_today
-from renewals.models import PaymentOutcome, PaymentRegistered, RenewalView, ServiceRecord, Stage
+from renewals.events import PaymentRegistered
+from renewals.records import ServiceRecord
+from renewals.types import Stage
+from renewals.views import PaymentOutcome, RenewalView
 from stack.database import prepare
 from stack.postgres import EmbeddedPostgres, free_port
 from stack.smtp_sink import start_sink
@@ -256,6 +259,7 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         "TEMPORAL_UI_PORT": str(free_port()),
         "SMTP_PORT": str(free_port()),
         "INGRESS_PORT": str(free_port()),
+        "INGRESS_ADMIN_PORT": str(free_port()),
     }
 
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from renewals import search_attributes as sa
-from renewals.config import Settings, load_settings
+from renewals.config import Settings, exposure_problems, load_settings
 from worker import GRACEFUL_SHUTDOWN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ APPS = ("worker", "ingress", "migrate")  # our image; migrate reads DATABASE_URL
 # dev-server UI port. Any other setting must reach the containers.
 LOCAL_STACK_ONLY = {"RENEWALS_DATA_DIR", "MAIL_SINK_DIR", "TEMPORAL_UI_PORT", "PANEL_UI_DEV_LOGIN"}
 # Values fixed by the compose file on purpose rather than read from .env.
-FIXED = {"INGRESS_HOST", "WORKER_METRICS_ADDRESS"}
+FIXED = {"INGRESS_HOST", "INGRESS_ADMIN_HOST", "WORKER_METRICS_ADDRESS"}
 # The one service nothing waits on and whose image has no probe we rely on.
 NO_HEALTH_CHECK = {"temporal-ui"}
 
@@ -118,7 +118,7 @@ def test_settings_are_read_from_the_variable_of_the_same_name():
         if name in FIXED:
             assert used == [], name
         elif name == "DATABASE_URL":
-            assert used == ["RENEWALS_DB_PASSWORD"]  # the URL of the compose database, its password
+            assert used == ["RENEWALS_APP_DB_PASSWORD"]  # the URL of the compose database, its password
         else:
             assert used == [name], f"{name} is read from {used}"
 
@@ -129,7 +129,14 @@ def test_the_containers_settings_are_valid_and_production_like():
     assert settings.log_format == "json"
     assert settings.worker_metrics_address is not None
     assert settings.temporal_address == "temporal:7233" and settings.smtp_host == "mailpit"
-    assert settings.database_url.startswith("postgresql://renewals:") and "@postgresql:5432/" in settings.database_url
+    # Worker and ingress run as the runtime role (rows only); migrate as the owner (DDL).
+    assert (
+        settings.database_url.startswith("postgresql://renewals_app:") and "@postgresql:5432/" in settings.database_url
+    )
+    for name in ("worker", "ingress"):
+        assert SERVICES[name]["environment"]["DATABASE_URL"] == SERVICES["worker"]["environment"]["DATABASE_URL"]
+    owner = interpolate(SERVICES["migrate"]["environment"]["DATABASE_URL"], example_variables())
+    assert owner.startswith("postgresql://renewals:") and owner.endswith("@postgresql:5432/renewals")
     assert settings.temporal_tls_cert is None and settings.temporal_api_key is None  # empty is unset
     # The compose defaults of the waits are the code's defaults.
     assert settings.policy() == Settings().policy()
@@ -142,6 +149,10 @@ def test_ports_agree_with_the_settings():
     settings = app_settings()
     ingress_ports = [interpolate(port, example_variables()) for port in SERVICES["ingress"]["ports"]]
     assert ingress_ports == [f"{settings.ingress_port}:{settings.ingress_port}"]
+    # The admin port (OpenAPI, /metrics) reaches the compose network only: exposed, never published.
+    assert settings.ingress_admin_host == "0.0.0.0" and settings.ingress_admin_port != settings.ingress_port
+    admin_ports = [interpolate(port, example_variables()) for port in SERVICES["ingress"]["expose"]]
+    assert admin_ports == [str(settings.ingress_admin_port)]
     metrics_port = settings.worker_metrics_address.rsplit(":", 1)[1]  # type: ignore[union-attr]
     assert SERVICES["worker"]["expose"] == [metrics_port]
     assert SERVICES["temporal-ui"]["ports"] == ["127.0.0.1:${TEMPORAL_UI_PORT:-8233}:8080"]
@@ -257,6 +268,9 @@ def test_postgres_initialises_both_databases():
     init = (ROOT / "deploy/postgres/init-databases.sh").read_text()
     for database in ("temporal", "temporal_visibility", "renewals"):
         assert f"CREATE DATABASE {database} OWNER" in init
+    assert "CREATE ROLE renewals_app LOGIN" in init  # the runtime role (tests/test_database_roles.py)
+    for variable in ("TEMPORAL_DB_PASSWORD", "RENEWALS_DB_PASSWORD", "RENEWALS_APP_DB_PASSWORD"):
+        assert SERVICES["postgresql"]["environment"][variable] == f"${{{variable}:?set {variable} in .env}}"
     mounts = SERVICES["postgresql"]["volumes"]
     assert "./deploy/postgres/init-databases.sh:/docker-entrypoint-initdb.d/init-databases.sh:ro" in mounts
 
@@ -290,9 +304,21 @@ def test_env_example_documents_the_compose_defaults():
                 assert documented[name][0] == default, f"{name}: .env.example says {documented[name][0]!r}"
 
 
-def test_env_example_placeholders_are_valid_settings():
-    # The examples pass validation (secrets of 8 characters and more), so a copy starts as is.
-    app_settings()
+def test_env_example_placeholders_load_but_the_ingress_refuses_them():
+    # Worker and migrate read them; the ingress, on 0.0.0.0, will not start until both secrets
+    # are replaced by real ones (issue 19).
+    problems = exposure_problems(app_settings())
+    assert any(p.startswith("PANEL_SECRET must not be a placeholder") for p in problems), problems
+    assert any(p.startswith("PAYMENTS_SECRET must not be a placeholder") for p in problems), problems
+    generated = {
+        "PANEL_SECRET": "3f9c1a7e5b2d8f4061c9e7a3b5d2f8e1",
+        "PAYMENTS_SECRET": "b71e4c09a8d3f6e25c1b7a9d4e0f3c86",
+    }
+    variables = {**example_variables(), **generated}
+    environment = {
+        name: interpolate(str(value), variables) for name, value in SERVICES["ingress"]["environment"].items()
+    }
+    assert exposure_problems(load_settings(**environment)) == []
 
 
 # ---------------------------------------------------------------------- compose itself

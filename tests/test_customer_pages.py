@@ -28,8 +28,9 @@ from ingress.operations import Ingress
 from ingress.ui_session import sign_in_link, sign_in_query
 from ingress.ui_words import italian_time
 from renewals.dates import add_years
-from renewals.models import RenewRequested, Stage
+from renewals.events import RenewRequested
 from renewals.pricing import euro
+from renewals.types import Stage
 from stack.postgres import free_port
 from stack.screenshot import CHROMIUM, CHROMIUM_ARGS, browser_missing
 from tests.conftest import ROOT, MailSink, eventually, new_service, today, unique, view, wait_stage

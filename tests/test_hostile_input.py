@@ -41,7 +41,8 @@ from activities.store import Store
 from ingress.http import MAX_BODY_BYTES, PANEL_EVENTS, PAYMENT_EVENTS, create_app
 from ingress.operations import Ingress
 from ingress.signing import read_payload, signed_headers
-from renewals.models import SendEmail, ServiceRecord
+from renewals.calls import SendEmail
+from renewals.records import ServiceRecord
 from starter import CliError, validate_services
 from tests.conftest import ROOT, MailSink, handle_of, new_service, today, unique
 

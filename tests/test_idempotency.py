@@ -9,24 +9,23 @@ from temporalio.testing import ActivityEnvironment
 from activities.mail import Mailer, message_id
 from activities.store import Store
 from ingress.operations import Ingress
-from renewals.cart import Cart
-from renewals.dates import add_years
-from renewals.models import (
+from renewals.calls import (
     Activate,
     Activation,
-    AddonQuantity,
-    CheckoutSubmitted,
     CloseOrder,
     CreatedOrder,
     CreateOrder,
     EmailSent,
-    PaymentEntry,
-    PaymentOutcome,
-    RenewRequested,
     SendEmail,
     SettlePayment,
-    Stage,
 )
+from renewals.cart import Cart
+from renewals.dates import add_years
+from renewals.events import CheckoutSubmitted, RenewRequested
+from renewals.messages import PaymentEntry
+from renewals.records import AddonQuantity
+from renewals.types import Stage
+from renewals.views import PaymentOutcome
 from tests.conftest import POLICY, eventually, handle_of, new_service, pay, unique
 from worker import build_worker
 

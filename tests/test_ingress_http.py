@@ -17,11 +17,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.store import Store
-from ingress.http import MAX_BODY_BYTES, create_app
+from ingress.http import MAX_BODY_BYTES, create_admin_app, create_app
 from ingress.operations import Ingress
 from ingress.signing import read_payload, signed_headers
 from renewals import workflow_id
-from renewals.models import Stage
+from renewals.types import Stage
 from tests.conftest import (
     MailSink,
     eventually,
@@ -589,11 +589,16 @@ async def test_r6_renewal_read_after_checkout_shows_payment_instructions_email(
 
 async def test_healthz_ok(http: httpx.AsyncClient) -> None:
     health = ok(await http.get("/healthz"))
-    assert health["status"] == "ok"
+    assert health == {"status": "ok", "postgres": "ok", "temporal": "ok"}
 
 
-async def test_openapi_lists_the_event_endpoints(http: httpx.AsyncClient) -> None:
-    document = ok(await http.get("/openapi.json"))
+async def test_openapi_lists_the_event_endpoints_on_the_admin_app_only(
+    http: httpx.AsyncClient, ingress: Ingress
+) -> None:
+    refused(await http.get("/openapi.json"), 404, "not_found")
+    admin = create_admin_app(create_app(ingress, PANEL, PAYMENTS))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=admin), base_url="http://test") as client:
+        document = ok(await client.get("/openapi.json"))
     assert "/panel/events" in document["paths"]
     assert "/payments/events" in document["paths"]
 

@@ -22,20 +22,14 @@ from ingress.http import create_app
 from ingress.operations import Ingress
 from ingress.signing import read_payload, signed_headers
 from renewals.billing import BillingData
+from renewals.calls import Activate, CreateOrder
 from renewals.config import load_settings
 from renewals.dates import rome_today
+from renewals.events import AddonAdded, CheckoutSubmitted, DiscountCodeApplied, RenewRequested
 from renewals.invoice import schema_problems, sdi_problems
-from renewals.models import (
-    Activate,
-    AddonAdded,
-    CheckoutSubmitted,
-    CreateOrder,
-    DiscountCodeApplied,
-    RenewRequested,
-    ServiceRecord,
-    Stage,
-)
 from renewals.pricing import order_lines, quote
+from renewals.records import ServiceRecord
+from renewals.types import Stage
 from starter import CliError, read_invoice
 from tests.conftest import (
     MailSink,

@@ -273,7 +273,7 @@ async def test_p11_the_payment_schema_says_what_is_checked_and_what_is_kept_as_u
     assert fields["transaction_id"]["description"].startswith("Checked.")
     assert fields["amount_cents"]["description"].startswith("Checked.")
     assert "unmatched" in fields["order_number"]["description"] and "unmatched" in fields["currency"]["description"]
-    # Each description ends with what the model itself accepts, so it follows renewals/models.py.
+    # Each description ends with what the model itself accepts, so it follows renewals/events.py.
     assert fields["order_number"]["description"].endswith(f"Accepted: {constraints(fields['order_number'])}.")
     signature = document["components"]["securitySchemes"]
     assert document["paths"]["/payments/events"]["post"]["security"] == [
@@ -346,7 +346,7 @@ async def test_413_429_and_503_answer_as_documented(ingress: Ingress, served: An
     assert all(answer.headers["retry-after"][0].isdigit() for answer in answers[2:])
 
 
-# ---------------------------------------------------------------- found by the fuzzer, fixed in renewals/models.py
+# ---------------------------------------------------------------- found by the fuzzer, fixed in renewals/events.py
 
 
 def pay(base_url: str, registered_at: str) -> requests.Response:

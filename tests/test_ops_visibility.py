@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from renewals import search_attributes as sa
 from renewals.dates import rome_time
-from renewals.models import CheckoutSubmitted, RenewRequested
+from renewals.events import CheckoutSubmitted, RenewRequested
 from tests.conftest import eventually, handle_of, new_service, pay
 
 

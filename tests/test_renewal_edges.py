@@ -11,7 +11,9 @@ from temporalio import activity
 from activities.mail import Mailer
 from activities.store import Store
 from ingress.operations import Ingress
-from renewals.models import CheckoutSubmitted, CloseOrder, RenewRequested, Stage
+from renewals.calls import CloseOrder
+from renewals.events import CheckoutSubmitted, RenewRequested
+from renewals.types import Stage
 from stack.postgres import free_port
 from tests.conftest import POLICY, eventually, handle_of, new_service, pay, view
 from worker import build_worker

@@ -13,18 +13,17 @@ from temporalio.api.enums.v1 import EventType
 
 from ingress.operations import Ingress, RenewalsError
 from renewals.dates import add_years, start_of_day
-from renewals.models import (
+from renewals.events import (
     AddonAdded,
-    AddonQuantity,
     AddonRemoved,
-    CartView,
     CheckoutSubmitted,
     DiscountCodeApplied,
-    OrderView,
     ReactivateRequested,
     RenewRequested,
-    Stage,
 )
+from renewals.records import AddonQuantity
+from renewals.types import Stage
+from renewals.views import CartView, OrderView
 from tests.conftest import eventually, handle_of, new_service, pay, today, view, wait_stage
 
 

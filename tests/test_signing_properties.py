@@ -31,7 +31,7 @@ from activities.store import Store
 from ingress.http import create_app
 from ingress.operations import Ingress
 from ingress.signing import TOLERANCE_SECONDS, SignatureError, read_payload, sign, signed_headers, verify
-from renewals.models import Stage
+from renewals.types import Stage
 from tests.conftest import handle_of, new_service, payment, unique, view
 
 PROPERTY = settings(max_examples=300, deadline=None, database=None)

@@ -22,12 +22,12 @@ from temporalio import activity
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.store import Store
-from ingress.http import create_app
+from ingress.http import create_admin_app, create_app
 from ingress.operations import Ingress
 from ingress.signing import read_payload, signed_headers
 from renewals import workflow_id
 from renewals.config import ConfigurationError, Settings, load_settings
-from renewals.models import CheckoutSubmitted, RenewRequested
+from renewals.events import CheckoutSubmitted, RenewRequested
 from stack.postgres import free_port
 from telemetry import JsonFormatter, worker_runtime
 from tests.conftest import POLICY, ROOT, MailSink, new_service, payment, unique
@@ -111,8 +111,12 @@ async def test_lines_logged_inside_an_activity_carry_its_renewal_id(json_log):
 
 @pytest.fixture
 async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(ingress, PANEL, PAYMENTS))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    """The public app; `/metrics` is on its admin app, the client's `admin` attribute."""
+    app = create_app(ingress, PANEL, PAYMENTS)
+    transport = httpx.ASGITransport(app=app)
+    admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_admin_app(app)), base_url="http://test")
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client, admin:
+        client.admin = admin  # type: ignore[attr-defined]
         yield client
 
 
@@ -147,7 +151,8 @@ async def test_ingress_metrics_count_requests_by_endpoint_and_payments_by_outcom
     assert (await http.post("/panel/events", content=b"{}")).status_code == 401
     assert (await http.get("/no/such/path")).status_code == 404
 
-    response = await http.get("/metrics")
+    assert (await http.get("/metrics")).status_code == 404  # never on the public port
+    response = await http.admin.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)
 
@@ -160,7 +165,7 @@ async def test_ingress_metrics_count_requests_by_endpoint_and_payments_by_outcom
     assert requests("/payments/events", "POST", "200") == 2
     # The route's template is the label, never the username in the path.
     assert requests("/panel/services/{username}", "GET", "200") == 1
-    assert requests("unmatched", "GET", "404") == 1
+    assert requests("unmatched", "GET", "404") == 2  # /no/such/path and the public /metrics
     assert not any(username in str(labels) for _, labels in found)
     assert found[("renewals_ingress_payments_total", (("status", "applied"),))] == 1
     assert found[("renewals_ingress_payments_total", (("status", "unmatched"),))] == 1
@@ -182,7 +187,7 @@ async def test_ingress_metrics_count_requests_by_endpoint_and_payments_by_outcom
 async def test_each_app_has_its_own_registry(ingress):
     # The tests build many apps: a process-wide registry would refuse the second one's metrics.
     first, second = create_app(ingress, PANEL, PAYMENTS), create_app(ingress, PANEL, PAYMENTS)
-    for app in (first, second):
+    for app in (create_admin_app(first), create_admin_app(second)):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
             assert (await client.get("/metrics")).status_code == 200
 
@@ -272,21 +277,28 @@ async def test_worker_logs_json_serves_sdk_metrics_and_stops_on_sigterm(env, sto
 
 
 async def test_ingress_process_logs_json_on_its_configured_host(env, postgres_url, mail_sink):
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     ingress = subprocess.Popen(
         [sys.executable, "starter.py", "serve"],
         cwd=ROOT,
-        env=process_env(env, postgres_url, mail_sink, INGRESS_HOST="127.0.0.1", INGRESS_PORT=str(port)),
+        env=process_env(
+            env,
+            postgres_url,
+            mail_sink,
+            INGRESS_HOST="127.0.0.1",
+            INGRESS_PORT=str(port),
+            INGRESS_ADMIN_PORT=str(admin_port),
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         await get_until(f"http://127.0.0.1:{port}/healthz", lambda r: r.status_code == 200)
-        metrics = await get_until(f"http://127.0.0.1:{port}/metrics", lambda r: r.status_code == 200)
+        # The public port's requests, counted and served on the admin port.
+        metrics = await get_until(f"http://127.0.0.1:{admin_port}/metrics", lambda r: r.status_code == 200)
         assert 'renewals_ingress_requests_total{endpoint="/healthz",method="GET",status="200"}' in metrics.text
-        metrics = await get_until(f"http://127.0.0.1:{port}/metrics", lambda r: r.status_code == 200)
-        assert 'renewals_ingress_requests_total{endpoint="/metrics",method="GET",status="200"}' in metrics.text
+        assert (await get_until(f"http://127.0.0.1:{port}/metrics", lambda r: True)).status_code == 404
     finally:
         errors = stop(ingress)
     # uvicorn finishes its requests, then re-raises the SIGTERM it caught: exit by that signal.

@@ -9,8 +9,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentDesk
     from renewals import RECONCILER_WORKFLOW_TYPE
-    from renewals.models import Reconcile, Reconciled
-    from workflows.renewal import RETRY
+    from renewals.messages import Reconcile, Reconciled
+    from workflows.effects import RETRY
 
 
 @workflow.defn(name=RECONCILER_WORKFLOW_TYPE)

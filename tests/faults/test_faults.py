@@ -27,16 +27,11 @@ import pytest
 
 from ingress.operations import Ingress, RenewalsError
 from renewals.dates import add_years
+from renewals.events import AddonAdded, CheckoutSubmitted, PaymentRegistered, RenewRequested
 from renewals.invoice import schema_problems, sdi_problems
-from renewals.models import (
-    AddonAdded,
-    CheckoutSubmitted,
-    OrderView,
-    PaymentRegistered,
-    RenewRequested,
-    ServiceRecord,
-    Stage,
-)
+from renewals.records import ServiceRecord
+from renewals.types import Stage
+from renewals.views import OrderView
 from tests.conftest import company_billing, eventually, handle_of, person_billing, today
 from tests.faults.conftest import Stack, pause
 

@@ -19,8 +19,11 @@ from temporalio.api.enums.v1 import EventType
 
 from ingress.operations import Ingress
 from renewals.dates import add_years
+from renewals.events import CheckoutSubmitted, PaymentRegistered, RenewRequested
 from renewals.invoice import schema_problems, sdi_problems
-from renewals.models import CheckoutSubmitted, OrderView, PaymentRegistered, RenewRequested, ServiceRecord, Stage
+from renewals.records import ServiceRecord
+from renewals.types import Stage
+from renewals.views import OrderView
 from tests.conftest import company_billing, handle_of, person_billing, today
 from tests.faults.conftest import Stack, pause
 from tests.faults.test_faults import retrying

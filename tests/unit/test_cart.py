@@ -3,7 +3,8 @@
 from datetime import date, timedelta
 
 from renewals.cart import Cart
-from renewals.models import AddonQuantity, DiscountCode, PriceList, Product, ServiceRecord, Stage
+from renewals.records import AddonQuantity, DiscountCode, PriceList, Product, ServiceRecord
+from renewals.types import Stage
 
 TODAY = date(2025, 6, 1)
 PRICES = PriceList(

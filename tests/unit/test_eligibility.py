@@ -7,9 +7,11 @@ import pytest
 from renewals.config import Settings
 from renewals.dates import rome_today
 from renewals.eligibility import eligibility, last_reactivation_day, reactivation_window_end, refusal, service_status
-from renewals.models import Policy, ServiceRecord
+from renewals.messages import Policy
+from renewals.records import ServiceRecord
 
 WINDOW = timedelta(days=90)
+POLICY = Settings().policy()
 EXPIRES = date(2025, 6, 30)
 
 
@@ -29,20 +31,20 @@ def service(auto_renew: bool = False, expires_on: date = EXPIRES) -> ServiceReco
 def test_r1_renew_offered_when_auto_renew_off():
     found = eligibility(service(), date(2025, 6, 1), WINDOW)
     assert (found.status, found.action, found.reason) == ("active", "renew", None)
-    assert refusal(service(), "renew", date(2025, 6, 1), WINDOW) is None
+    assert refusal(service(), "renew", date(2025, 6, 1), POLICY) is None
 
 
 def test_r1_renew_refused_when_auto_renew_on():
     found = eligibility(service(auto_renew=True), date(2025, 6, 1), WINDOW)
     assert (found.status, found.action) == ("active", None)
-    reason = refusal(service(auto_renew=True), "renew", date(2025, 6, 1), WINDOW)
+    reason = refusal(service(auto_renew=True), "renew", date(2025, 6, 1), POLICY)
     assert reason is not None and "auto-renew is on" in reason and "(R1)" in reason
 
 
 def test_r1_reactivate_refused_when_auto_renew_on_and_expired():
     found = eligibility(service(auto_renew=True), date(2025, 7, 1), WINDOW)
     assert (found.status, found.action) == ("expired", None)
-    assert "(R1)" in refusal(service(auto_renew=True), "reactivate", date(2025, 7, 1), WINDOW)
+    assert "(R1)" in refusal(service(auto_renew=True), "reactivate", date(2025, 7, 1), POLICY)
 
 
 def test_p9_expiry_day_itself_is_still_active():
@@ -53,19 +55,19 @@ def test_p9_expiry_day_itself_is_still_active():
 def test_r2_reactivate_offered_the_day_after_expiry():
     found = eligibility(service(), EXPIRES + timedelta(days=1), WINDOW)
     assert (found.status, found.action) == ("expired", "reactivate")
-    assert refusal(service(), "reactivate", EXPIRES + timedelta(days=1), WINDOW) is None
+    assert refusal(service(), "reactivate", EXPIRES + timedelta(days=1), POLICY) is None
 
 
 def test_r2_reactivate_allowed_89_days_after_expiry():
     today = EXPIRES + timedelta(days=89)  # 27 September 2025
     assert eligibility(service(), today, WINDOW).action == "reactivate"
-    assert refusal(service(), "reactivate", today, WINDOW) is None
+    assert refusal(service(), "reactivate", today, POLICY) is None
 
 
 def test_r2_reactivate_still_offered_on_the_90th_day_after_expiry():
     today = EXPIRES + timedelta(days=90)  # 28 September 2025: the last of the 90 days following
     assert eligibility(service(), today, WINDOW).action == "reactivate"
-    assert refusal(service(), "reactivate", today, WINDOW) is None
+    assert refusal(service(), "reactivate", today, POLICY) is None
     assert last_reactivation_day(EXPIRES, WINDOW) == today
 
 
@@ -74,7 +76,7 @@ def test_r2_reactivate_refused_from_the_91st_day():
     found = eligibility(service(), today, WINDOW)
     assert (found.status, found.action) == ("ceased", None)
     for mode in ("renew", "reactivate"):
-        reason = refusal(service(), mode, today, WINDOW)
+        reason = refusal(service(), mode, today, POLICY)
         assert reason is not None and "ceased" in reason and "(R2)" in reason
         assert "reactivated through 2025-09-28" in reason
 
@@ -125,12 +127,12 @@ def test_r2_ceased_wins_over_auto_renew():
 
 
 def test_r2_renew_refused_on_an_expired_service():
-    reason = refusal(service(), "renew", EXPIRES + timedelta(days=10), WINDOW)
+    reason = refusal(service(), "renew", EXPIRES + timedelta(days=10), POLICY)
     assert reason is not None and "reactivated, not renewed" in reason
 
 
 def test_r2_reactivate_refused_on_an_active_service():
-    reason = refusal(service(), "reactivate", EXPIRES, WINDOW)
+    reason = refusal(service(), "reactivate", EXPIRES, POLICY)
     assert reason is not None and "renewed, not reactivated" in reason
 
 

@@ -26,8 +26,8 @@ from renewals.invoice import (
     schema_problems,
     sdi_problems,
 )
-from renewals.models import AddonQuantity, DiscountCode, PriceList, Product
 from renewals.pricing import order_lines, quote
+from renewals.records import AddonQuantity, DiscountCode, PriceList, Product
 from tests.conftest import company_billing, person_billing
 
 SELLER = Seller(

@@ -4,9 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from renewals.models import OrderLine, PaymentEntry, Quote
+from renewals.messages import PaymentEntry
 from renewals.order import Order
 from renewals.payments import instructions
+from renewals.records import OrderLine, Quote
 
 ORDERED = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 DUE = ORDERED + timedelta(days=30)

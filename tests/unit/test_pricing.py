@@ -4,8 +4,8 @@ from datetime import date
 
 import pytest
 
-from renewals.models import AddonQuantity, DiscountCode, PriceList, Product
 from renewals.pricing import discount_refusal, half_up, order_lines, quote
+from renewals.records import AddonQuantity, DiscountCode, PriceList, Product
 
 PARTNER10 = DiscountCode(code="PARTNER10", percent_off=10, valid_from=date(2020, 1, 1))
 OLD20 = DiscountCode(code="OLD20", percent_off=20, valid_from=date(2020, 1, 1), valid_to=date(2024, 12, 31))

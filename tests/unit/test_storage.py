@@ -4,7 +4,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from renewals.models import ServiceRecord
+from renewals.records import ServiceRecord
 from renewals.storage import storage_alert
 
 TODAY = date(2025, 6, 1)

@@ -1,0 +1,130 @@
+"""Activity arguments and results: one model in, one model out, for every activity. They travel in
+histories: add optional fields only."""
+
+from datetime import date, datetime
+from typing import Literal
+
+from renewals.messages import PaymentEntry
+from renewals.records import AddonQuantity, DiscountCode, OrderLine, PriceList, Quote, ServiceRecord
+from renewals.types import Mode, Model, PaymentMethod, Username
+from renewals.views import PaymentInstructions, PaymentOutcome
+
+EmailTemplate = Literal[
+    "payment_instructions",
+    "reminder",
+    "balance_due",
+    "order_lapsed",
+    "order_cancelled",
+    "renewal_confirmed",
+]
+
+
+class LoadService(Model):
+    username: Username
+
+
+class RenewalContext(Model):
+    """What a renewal needs from PostgreSQL when it opens: the service and today's price list."""
+
+    service: ServiceRecord
+    prices: PriceList
+
+
+class FindDiscountCode(Model):
+    code: str
+
+
+class DiscountLookup(Model):
+    found: DiscountCode | None
+
+
+class CreateOrder(Model):
+    workflow_id: str
+    run_id: str
+    username: str
+    mode: Mode
+    years: int
+    payment_method: PaymentMethod
+    discount_code: str | None
+    lines: list[OrderLine]
+    quote: Quote
+    previous_expires_on: date
+    due_by: datetime
+    ordered_at: datetime
+
+
+class CreatedOrder(Model):
+    order_number: str
+
+
+class OrderOwner(Model):
+    """Whose order a payment quotes, with the totals its renewal last recorded."""
+
+    username: str
+    total_cents: int
+    paid_cents: int
+
+    @property
+    def balance_cents(self) -> int:
+        return max(self.total_cents - self.paid_cents, 0)
+
+
+class SettlePayment(Model):
+    entry: PaymentEntry
+    outcome: PaymentOutcome
+
+
+class Activate(Model):
+    order_number: str
+    username: str
+    years: int
+    cart_addons: list[AddonQuantity]
+    paid_at: datetime
+    # P17: the invoice is dated the Rome day the payment was registered (falls back to paid_at).
+    payment_registered_at: datetime | None = None
+
+
+class Activation(Model):
+    previous_expires_on: date
+    new_expires_on: date
+    # P17: the order's invoice (None: not issued; invoice_state says why, e.g. missing_billing_data).
+    invoice_number: str | None = None
+    invoice_state: str | None = None
+
+
+class CloseOrder(Model):
+    order_number: str
+    status: Literal["expired", "cancelled"]
+    reason: str
+    closed_at: datetime
+
+
+class ChangeDueBy(Model):
+    order_number: str
+    due_by: datetime
+    reason: str
+
+
+class SendEmail(Model):
+    """One logical email; `key` is unique per email so a retry never sends it twice."""
+
+    key: str
+    template: EmailTemplate
+    username: str
+    to_name: str
+    to_email: str
+    order_number: str | None = None
+    total_cents: int | None = None
+    paid_cents: int | None = None
+    balance_cents: int | None = None
+    refund_cents: int | None = None
+    due_by: datetime | None = None
+    new_expires_on: date | None = None
+    reminder_number: int | None = None
+    reason: str | None = None
+    instructions: PaymentInstructions | None = None
+
+
+class EmailSent(Model):
+    message_id: str
+    already_sent: bool

@@ -1,0 +1,115 @@
+"""What the renewal workflow is started and told with: its input and policy, its updates, its result
+(and the ledger reconciler's). They travel in histories: add optional fields only, never rename one
+(docs/evolving-models.md)."""
+
+from datetime import date, datetime, timedelta
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from renewals.types import (
+    AddonName,
+    Currency,
+    Mode,
+    Model,
+    PaymentMethod,
+    PaymentReference,
+    PlainText,
+    RegisteredAt,
+    Stage,
+    Username,
+)
+
+
+class Policy(Model):
+    """The waits of P2, P3, P4, R2 and R6; from the environment, carried in the workflow input."""
+
+    reminders: list[timedelta]
+    payment_deadline: timedelta
+    cart_idle: timedelta
+    reactivation_window: timedelta
+    # R6: a card or PayPal order is normally paid at once; the instructions email waits this
+    # long for that payment first. (A default, so inputs recorded before it still load.)
+    instant_payment_grace: timedelta = timedelta(minutes=15)
+    # R2 (issue 18): the window's last day is the 90th after expiry, not the 89th. Inputs recorded
+    # before it lack the field and keep the boundary they were started with (no replay changes).
+    reactivation_last_day_included: bool = False
+
+
+class RenewalInput(Model):
+    username: Username
+    mode: Mode
+    policy: Policy
+
+
+class OpenRequest(Model):
+    """The renew/reactivate press: opens the cart, or returns the one already open (P8)."""
+
+    mode: Mode
+
+
+class AddAddon(Model):
+    addon: AddonName
+    quantity: int = Field(1, ge=1, le=100)
+
+
+class RemoveAddon(Model):
+    addon: AddonName
+
+
+class ApplyDiscount(Model):
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
+class Checkout(Model):
+    payment_method: PaymentMethod
+    years: int = Field(ge=1, le=10)
+
+
+class PaymentFields(Model):
+    """What the payments back office says of a payment it registered (P11: only the transaction id
+    and the amount are checked; the reference and the currency are kept as they came)."""
+
+    order_number: PaymentReference
+    transaction_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+    amount_cents: int = Field(ge=1, le=100_000_000)
+    currency: Currency = "EUR"
+    method: PaymentMethod
+    registered_at: RegisteredAt
+
+
+class PaymentEntry(PaymentFields):
+    """A payments-ledger entry, delivered to the order's renewal after the ledger write."""
+
+    by_hand: bool = False
+    # When the ledger took it (our clock): the deadline is a time (P12), judged against this.
+    received_at: datetime | None = None
+
+
+class CancelOrder(Model):
+    reason: PlainText
+
+
+class ExtendDeadline(Model):
+    days: int = Field(ge=1, le=365)
+    reason: PlainText
+
+
+class RenewalResult(Model):
+    stage: Stage
+    username: str
+    order_number: str | None = None
+    new_expires_on: date | None = None
+    reason: str | None = None
+
+
+class Reconcile(Model):
+    """The ledger reconciler's run: rows left `received` longer than `older_than` are re-delivered."""
+
+    older_than: timedelta = timedelta(minutes=5)
+    batch: int = 500
+
+
+class Reconciled(Model):
+    found: int
+    statuses: dict[str, int] = {}

@@ -1,0 +1,116 @@
+"""What the panel, the customer's pages and ops read (DESIGN.md §5 views): cart, order, payment
+outcome, renewal, service status."""
+
+from datetime import date, datetime
+from typing import Literal
+
+from renewals.records import AddonQuantity, OrderLine, Quote
+from renewals.types import Mode, Model, PaymentMethod, PaymentStatus, Stage
+
+
+class DiscountView(Model):
+    code: str
+    percent_off: int
+    product: str | None = None
+
+
+class StorageAlert(Model):
+    level: Literal["yellow", "red"]
+    usage_percent: float
+    estimated_extra_mb: int
+    suggested_packs: int
+
+
+class BankTransfer(Model):
+    beneficiary: str
+    iban: str
+    reason: str
+
+
+class PostalSlip(Model):
+    account: str
+    beneficiary: str
+    reason: str
+
+
+class PaymentInstructions(Model):
+    order_number: str
+    amount_cents: int
+    bank_transfer: BankTransfer
+    postal_slip: PostalSlip
+
+
+class OrderView(Model):
+    order_number: str
+    stage: Stage
+    years: int
+    payment_method: PaymentMethod
+    lines: list[OrderLine]
+    net_cents: int
+    discount_cents: int
+    vat_cents: int
+    total_cents: int
+    paid_cents: int
+    balance_cents: int
+    due_by: datetime
+    payment_instructions: PaymentInstructions
+    new_expires_on: date | None = None
+
+
+class CartView(Model):
+    stage: Stage
+    mode: Mode
+    username: str
+    expires_on: date
+    active_addons: list[AddonQuantity]
+    cart_addons: list[AddonQuantity]
+    available_addons: list[AddonQuantity]
+    discount: DiscountView | None
+    allowed_years: list[int]
+    storage_alert: StorageAlert | None
+    quote: Quote
+    order: OrderView | None = None
+
+
+class PaymentOutcome(Model):
+    status: PaymentStatus
+    order_number: str
+    transaction_id: str
+    paid_cents: int
+    balance_cents: int
+    refund_cents: int = 0
+    note: str | None = None
+
+
+class PaymentSeen(Model):
+    transaction_id: str
+    amount_cents: int
+    method: str
+    status: PaymentStatus
+    registered_at: datetime
+    by_hand: bool
+    note: str | None = None
+
+
+class RenewalView(Model):
+    """The whole renewal, for `GET /panel/renewals/{username}` and ops."""
+
+    stage: Stage
+    mode: Mode
+    username: str
+    reason: str | None = None
+    cart: CartView | None = None
+    order: OrderView | None = None
+    payments: list[PaymentSeen] = []
+    emails: list[str] = []
+
+
+class ServiceStatusView(Model):
+    """`GET /panel/services/{username}`: which button the panel shows (R1, R2)."""
+
+    username: str
+    status: Literal["active", "expired", "ceased"]
+    expires_on: date
+    auto_renew: bool
+    action: Mode | None
+    reason: str | None = None
