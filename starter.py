@@ -7,6 +7,8 @@
     python starter.py status USERNAME               the current or latest renewal
     python starter.py service USERNAME              which button the panel shows
     python starter.py services import FILE.json     load service records (all or nothing)
+    python starter.py invoice NUMBER                an invoice's XML (or an order number's invoice)
+    python starter.py invoice ORDER --issue         issue a paid order's missing invoice (billing data added since)
     python starter.py ops cancel USERNAME --reason TEXT
     python starter.py ops extend USERNAME --days N --reason TEXT
     python starter.py ops pay JSON                  register a payment by hand (ledger first)
@@ -86,6 +88,29 @@ async def import_services(settings: Settings, path: Path) -> dict[str, int]:
         return await store.upsert_services(records)
     finally:
         await store.close()
+
+
+async def read_invoice(settings: Settings, number: str, *, issue: bool = False) -> str:
+    """P17 (issue 17): the XML of invoice NUMBER (FT-…), or of the invoice of order NUMBER (FE-…);
+    with `issue`, first issue the missing invoice of paid order NUMBER."""
+    from activities.invoicing import invoice_by_number, invoice_of_order, issue_for_paid_order
+    from renewals.invoice import InvoiceError
+
+    store = await Store.connect(settings.database_url, max_size=1, seller=settings.seller())
+    try:
+        if issue:
+            try:
+                await issue_for_paid_order(store.pool, number, seller=store.seller)
+            except InvoiceError as error:
+                raise CliError(str(error)) from None
+        found = await invoice_by_number(store.pool, number) or await invoice_of_order(store.pool, number)
+    finally:
+        await store.close()
+    if found is None:
+        raise CliError(f"no invoice numbered {number!r} and no invoice for an order {number!r}")
+    if found.xml is None:
+        raise CliError(f"order {found.order_number} has no invoice: {found.state} ({found.note})")
+    return found.xml
 
 
 # ---------------------------------------------------------------------- HTTP client side
@@ -211,6 +236,9 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("service", help="which button the panel shows").add_argument("username")
     services = commands.add_parser("services", help="service records").add_subparsers(dest="action", required=True)
     services.add_parser("import", help="upsert records from a JSON file").add_argument("file", type=Path)
+    invoice = commands.add_parser("invoice", help="an invoice's FatturaPA XML")  # P17 (issue 17)
+    invoice.add_argument("number")
+    invoice.add_argument("--issue", action="store_true", help="issue a paid order's missing invoice first")
     ops = commands.add_parser("ops", help="ops operations").add_subparsers(dest="action", required=True)
     cancel = ops.add_parser("cancel", help="cancel the order awaiting payment")
     cancel.add_argument("username")
@@ -234,6 +262,8 @@ def run(args: argparse.Namespace, settings: Settings) -> Any:
         return signed_request(settings, "GET", f"/panel/services/{args.username}", settings.panel_secrets[0])
     if args.command == "services":
         return asyncio.run(import_services(settings, args.file))
+    if args.command == "invoice":  # P17 (issue 17)
+        return asyncio.run(read_invoice(settings, args.number, issue=args.issue))
     if args.action == "pay":
         try:
             event = TypeAdapter(PaymentRegistered).validate_json(read_json(args.json), strict=True)
@@ -260,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as error:
         print(error, file=sys.stderr)
         return 1
+    if isinstance(answer, str):  # an invoice's XML, as it is
+        sys.stdout.write(answer)
+        return 0
     print(json.dumps(answer, indent=2 if args.pretty else None, ensure_ascii=False))
     return 0
 

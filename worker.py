@@ -121,7 +121,7 @@ async def main() -> None:
     compile_workflows()
     configure_logging(settings)
     client = await connect(settings, worker_runtime(settings))
-    store = await Store.connect(settings.database_url)
+    store = await Store.connect(settings.database_url, seller=settings.seller())
     mailer = Mailer(store, settings.smtp_host, settings.smtp_port, settings.smtp_sender)
     worker = build_worker(
         client, store, mailer, settings.temporal_task_queue, max_cached_workflows=settings.worker_max_cached_workflows

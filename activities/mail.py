@@ -15,6 +15,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.invoicing import StoredInvoice, invoice_of_order  # P17 (issue 17)
 from activities.store import Store
 from renewals import errors
 from renewals.calls import EmailSent, SendEmail
@@ -25,6 +26,10 @@ from renewals.pricing import euro
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MESSAGE_ID_DOMAIN = "renewals.localhost"
+INVOICE_NOTE = (
+    "\nIn allegato la copia di cortesia della fattura elettronica {number} ({file_name}); "
+    "l'originale ti è recapitato dal Sistema di Interscambio.\n"
+)
 
 
 def italian_date(value: date | datetime | None) -> str:
@@ -111,7 +116,13 @@ class Mailer:
         message["Date"] = format_datetime(datetime.now(UTC))
         message["Message-ID"] = mid
         message["X-Renewals-Key"] = request.key
+        invoice = await self._invoice(request)  # P17 (issue 17)
+        if invoice is not None:
+            body += INVOICE_NOTE.format(number=invoice.number, file_name=invoice.file_name)
         message.set_content(body)
+        if invoice is not None and invoice.xml is not None:
+            attachment = invoice.xml.encode()
+            message.add_attachment(attachment, maintype="application", subtype="xml", filename=invoice.file_name)
         try:
             # The whole exchange under the heartbeat timeout (30 s), so an attempt never outlives
             # the retry that replaces it (aiosmtplib's own timeout is per command).
@@ -131,6 +142,14 @@ class Mailer:
             raise
         await self._record_sent(request.key)
         return EmailSent(message_id=mid, already_sent=False)
+
+    async def _invoice(self, request: SendEmail) -> StoredInvoice | None:
+        """P17 (issue 17): the confirmation carries the order's invoice as a courtesy copy (SdI
+        delivers the original); none when it was not issued (missing billing data)."""
+        if request.template != "renewal_confirmed" or not request.order_number:
+            return None
+        invoice = await invoice_of_order(self.store.pool, request.order_number)
+        return invoice if invoice is not None and invoice.number is not None else None
 
     async def _rejected(self, request: SendEmail, why: str) -> ApplicationError:
         """A permanent refusal (5xx, an address no email can be built for) will not heal by

@@ -15,7 +15,9 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.invoicing import invoice_of_order, issue_invoice  # P17 (issue 17)
 from renewals import errors
+from renewals.billing import BillingData, Seller  # P17 (issue 17)
 from renewals.calls import (
     Activate,
     Activation,
@@ -97,19 +99,27 @@ async def _reset(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+def _default_seller() -> Seller:
+    from renewals.config import load_settings  # P17 (issue 17): SELLER_* when the caller passes none
+
+    return load_settings().seller()
+
+
 class Store:
     """The PostgreSQL store, holding one asyncpg pool built at start and passed in."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, seller: Seller | None = None) -> None:
         self.pool = pool
+        # P17 (issue 17): the issuer of the invoices activate() issues; SELLER_* by default.
+        self.seller = seller if seller is not None else _default_seller()
 
     @classmethod
-    async def connect(cls, database_url: str, *, max_size: int = 10) -> "Store":
+    async def connect(cls, database_url: str, *, max_size: int = 10, seller: Seller | None = None) -> "Store":
         # Every statement bounded (P14): a hung database fails the call, it never hangs it.
         pool = await asyncpg.create_pool(
             database_url, min_size=1, max_size=max_size, reset=_reset, command_timeout=COMMAND_TIMEOUT
         )
-        return cls(pool)
+        return cls(pool, seller)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -155,6 +165,9 @@ class Store:
                     "INSERT INTO service_addons (username, addon, quantity) VALUES ($1, $2, $3)",
                     [(record.username, line.addon, line.quantity) for line in record.addons],
                 )
+                # P17 (issue 17): the holder's billing data, replaced like the add-ons.
+                billing = record.billing.model_dump_json() if record.billing else None
+                await conn.execute("UPDATE services SET billing = $2 WHERE username = $1", record.username, billing)
                 await _audit(
                     conn,
                     record.username,
@@ -174,8 +187,13 @@ class Store:
                 "SELECT addon, quantity FROM service_addons WHERE username = $1 ORDER BY addon",
                 username,
             )
-        fields = {name: row[name] for name in ServiceRecord.model_fields if name != "addons"}
-        return ServiceRecord(**fields, addons=[AddonQuantity(addon=a["addon"], quantity=a["quantity"]) for a in addons])
+        fields = {name: row[name] for name in ServiceRecord.model_fields if name not in ("addons", "billing")}
+        billing = BillingData.model_validate_json(row["billing"]) if row["billing"] else None  # P17 (issue 17)
+        return ServiceRecord(
+            **fields,
+            addons=[AddonQuantity(addon=a["addon"], quantity=a["quantity"]) for a in addons],
+            billing=billing,
+        )
 
     async def price_list(self) -> PriceList:
         rows = await self.pool.fetch("SELECT * FROM products")
@@ -408,9 +426,12 @@ class Store:
                     non_retryable=True,
                 )
             if order["status"] == "paid":
+                issued = await invoice_of_order(conn, request.order_number)  # P17 (issue 17)
                 return Activation(
                     previous_expires_on=order["previous_expires_on"],
                     new_expires_on=order["new_expires_on"],
+                    invoice_number=issued.number if issued else None,
+                    invoice_state=issued.state if issued else None,
                 )
             if order["status"] != "awaiting_payment":
                 raise ApplicationError(
@@ -453,7 +474,20 @@ class Store:
                 new_expires_on=new,
                 years=request.years,
             )
-        return Activation(previous_expires_on=previous, new_expires_on=new)
+            # P17 (issue 17): the invoice, numbered in this same transaction (activities/invoicing.py);
+            # last, so the year's counter row stays locked only until the commit just below.
+            invoice = await issue_invoice(
+                conn,
+                request.order_number,
+                seller=self.seller,
+                registered_at=request.payment_registered_at or request.paid_at,
+            )
+        return Activation(
+            previous_expires_on=previous,
+            new_expires_on=new,
+            invoice_number=invoice.number,
+            invoice_state=invoice.state,
+        )
 
     @activity.defn
     async def close_order(self, request: CloseOrder) -> None:

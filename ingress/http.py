@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
+from activities.invoicing import invoice_by_number  # P17 (issue 17)
 from ingress import openapi, ui
 from ingress.bounds import REQUEST_DEADLINE_SECONDS, RETRY_AFTER_DEADLINE, ConcurrencyLimit, Deadline
 from ingress.idempotency import HEADER as IDEMPOTENCY_HEADER
@@ -259,6 +260,16 @@ def create_app(
     async def renewal(username: str, request: Request) -> JSONResponse:
         await signed_body(request, panel_secret)
         return answer(await ingress.renewal(username_of(username)))
+
+    # P17 (issue 17): an invoice's FatturaPA XML, by its number (FT-2026-000001).
+    @app.get("/panel/invoices/{number}", response_class=Response)
+    async def invoice(number: str, request: Request) -> Response:
+        await signed_body(request, panel_secret)
+        found = await invoice_by_number(ingress.store.pool, number)
+        if found is None or found.xml is None:
+            raise ApiError(404, "not_found", f"no invoice numbered {number[:40]!r}")
+        disposition = f'attachment; filename="{found.file_name}"'
+        return Response(found.xml, media_type="application/xml", headers={"Content-Disposition": disposition})
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -14,6 +14,7 @@ so no endpoint can reach the app without its contract.
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal, get_args
 
 from fastapi import FastAPI
@@ -22,7 +23,12 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from renewals import errors
+from renewals.billing import Address, BillingData, Seller
 from renewals.events import PanelEvent, PaymentRegistered
+from renewals.invoice import InvoiceOrder, build_invoice
+from renewals.payments import IBAN
+from renewals.pricing import quote
+from renewals.records import OrderLine
 from renewals.types import Username
 from renewals.views import CartView, OrderView, PaymentOutcome, RenewalView, ServiceStatusView
 
@@ -344,6 +350,45 @@ RENEWAL_EXAMPLE: dict[str, Any] = {
     "emails": ["FE-2026-000123:payment_instructions"],
 }
 
+
+def _invoice_example() -> str:
+    """P17: a whole invoice as `GET /panel/invoices/{number}` answers it, built and checked by the
+    same code (renewals/invoice.py), for the demo order of one year paid by bank transfer."""
+    line = OrderLine(
+        product="service",
+        label="Fatturazione Elettronica Solo Ricezione",
+        quantity=1,
+        years=1,
+        unit_price_cents=2500,
+        net_cents=2500,
+    )
+    address = Address(street="Via Nazionale 10", cap="00184", comune="Roma", provincia="RM")
+    invoice = build_invoice(
+        InvoiceOrder(
+            order_number="FE-2026-000123",
+            username="demo-active",
+            lines=[line],
+            quote=quote([line], None),
+            payment_method="bank_transfer",
+            period_start=date(2027, 2, 2),
+            period_end=date(2028, 2, 1),
+        ),
+        BillingData(
+            holder_type="company",
+            company_name="Demo Active S.r.l.",
+            vat_number="09876540015",
+            address=address,
+            pec="demo-active@pec.example.it",
+        ),
+        Seller(name="Renewals S.p.A.", vat_number="12345670017", address=address, iban=IBAN),
+        year=2026,
+        progressive=1,
+        issued_on=date(2026, 11, 27),
+        file_id=1,
+    )
+    return invoice.xml.decode()
+
+
 # ---------------------------------------------------------------------------- operations
 
 
@@ -440,6 +485,43 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         parameters=[_username_parameter()],
         ok=_json(_ref("RenewalView"), "The renewal.", {"awaiting_payment": RENEWAL_EXAMPLE}),
         refusals=READ_ERRORS,
+    ),
+    # P17 (issue 17): the invoice of a paid renewal, as issued.
+    ("GET", "/panel/invoices/{number}"): Operation(
+        operation_id="invoice",
+        summary="An invoice's FatturaPA XML",
+        description=(
+            "The electronic invoice of a paid renewal (P17): FatturaPA 1.2.2, format FPR12, type TD01, as issued "
+            "and validated. `Content-Disposition` names the file as SdI names it, `IT<partita iva>_<progressivo>.xml`. "
+            "404 `not_found` for a number never issued."
+        ),
+        tags=("panel",),
+        secret="panel",
+        parameters=[
+            {
+                "name": "number",
+                "in": "path",
+                "required": True,
+                "description": "The invoice's number, `FT-<year>-<progressive>` (e.g. `FT-2026-000001`).",
+                "schema": {"type": "string"},
+            }
+        ],
+        ok={
+            "description": "The invoice's FatturaPA XML document.",
+            "headers": {
+                "Content-Disposition": {
+                    "description": 'attachment; filename="IT<partita iva>_<progressivo>.xml"',
+                    "schema": {"type": "string"},
+                }
+            },
+            "content": {
+                "application/xml": {
+                    "schema": {"type": "string"},
+                    "examples": {"FT-2026-000001": {"value": _invoice_example()}},
+                }
+            },
+        },
+        refusals=(400, 401, 404, 413, 503),
     ),
     ("GET", "/healthz"): Operation(
         operation_id="health",

@@ -80,11 +80,16 @@ class Activate(Model):
     years: int
     cart_addons: list[AddonQuantity]
     paid_at: datetime
+    # P17: the invoice is dated the Rome day the payment was registered (falls back to paid_at).
+    payment_registered_at: datetime | None = None
 
 
 class Activation(Model):
     previous_expires_on: date
     new_expires_on: date
+    # P17: the order's invoice (None: not issued; invoice_state says why, e.g. missing_billing_data).
+    invoice_number: str | None = None
+    invoice_state: str | None = None
 
 
 class CloseOrder(Model):

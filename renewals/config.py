@@ -13,8 +13,10 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationError, Validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from renewals import TASK_QUEUE
+from renewals.billing import Address, Cap, CodiceFiscale, Iban, PartitaIva, Provincia, Seller, TaxRegime, Text60, Text80
 from renewals.durations import parse_duration, parse_durations
 from renewals.messages import Policy
+from renewals.payments import BENEFICIARY, IBAN
 
 # The README's local values: anyone may sign with them, so only loopback accepts them.
 DEV_SECRETS = {"PANEL_SECRET": "dev-panel-secret", "PAYMENTS_SECRET": "dev-payments-secret"}
@@ -123,6 +125,18 @@ class Settings(BaseSettings):
         None, alias="WORKER_METRICS_ADDRESS", pattern=r"^[^\s:]+:\d{1,5}$"
     )
 
+    # The seller on every invoice (P17), checked like the holder's data (check digits, formats).
+    # The defaults are dev-only placeholders (a made-up Partita IVA with a valid check digit).
+    seller_name: Text80 = Field(BENEFICIARY, alias="SELLER_NAME")
+    seller_vat: PartitaIva = Field("12345670017", alias="SELLER_VAT")
+    seller_tax_code: Annotated[CodiceFiscale | None, Unset] = Field(None, alias="SELLER_TAX_CODE")
+    seller_tax_regime: TaxRegime = Field("RF01", alias="SELLER_TAX_REGIME")
+    seller_street: Text60 = Field("Via dei Rinnovi 1", alias="SELLER_STREET")
+    seller_cap: Cap = Field("00184", alias="SELLER_CAP")
+    seller_comune: Text60 = Field("Roma", alias="SELLER_COMUNE")
+    seller_provincia: Provincia = Field("RM", alias="SELLER_PROVINCIA")
+    seller_iban: Iban = Field(IBAN, alias="SELLER_IBAN")
+
     @field_validator("panel_secret", "payments_secret")
     @classmethod
     def _secret_list(cls, value: str) -> str:
@@ -151,6 +165,22 @@ class Settings(BaseSettings):
                 "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together: set both or neither"
             )
         return key
+
+    def seller(self) -> Seller:
+        """The issuer of every invoice, from the SELLER_* variables."""
+        return Seller(
+            name=self.seller_name,
+            vat_number=self.seller_vat,
+            tax_code=self.seller_tax_code,
+            tax_regime=self.seller_tax_regime,
+            address=Address(
+                street=self.seller_street,
+                cap=self.seller_cap,
+                comune=self.seller_comune,
+                provincia=self.seller_provincia,
+            ),
+            iban=self.seller_iban,
+        )
 
     def policy(self) -> Policy:
         """The waits a renewal runs under; they travel in the workflow's input."""

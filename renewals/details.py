@@ -28,6 +28,8 @@ def current_details(
         lines.append(f"**Due by:** {rome_time(order.due_by)}")
         if order.new_expires_on:
             lines.append(f"**New expiry:** {order.new_expires_on}")
+        if order.invoice:
+            lines.append(f"**Invoice:** {order.invoice}")
     if next_wake is not None:
         lines.append(f"**Next:** {what} at {rome_time(next_wake)}")
     lines.append(f"**Last event:** {last_event}")

@@ -33,6 +33,7 @@ class Order(Model):
     paid_cents: int = 0
     payments: list[PaymentSeen] = []
     new_expires_on: date | None = None
+    invoice: str | None = None  # P17: "FT-2026-000001", or "not issued (missing_billing_data)"
 
     @classmethod
     def confirmed(cls, number: str, request: CreateOrder) -> "Order":
@@ -59,6 +60,17 @@ class Order(Model):
     @property
     def is_paid(self) -> bool:
         return self.paid_cents >= self.quote.total_cents
+
+    @property
+    def paid_in_full_at(self) -> datetime | None:
+        """When the payment that completed the order was registered: the invoice's date (P17)."""
+        paid = 0
+        for payment in self.payments:
+            if payment.status != "unmatched":
+                paid += payment.amount_cents
+                if paid >= self.quote.total_cents:
+                    return payment.registered_at
+        return None
 
     def seen(self, transaction_id: str) -> PaymentSeen | None:
         return next((p for p in self.payments if p.transaction_id == transaction_id), None)
@@ -134,6 +146,7 @@ class Order(Model):
             due_by=self.due_by,
             payment_instructions=instructions(self.number, self.quote.total_cents),
             new_expires_on=self.new_expires_on,
+            invoice=self.invoice,
         )
 
     def email_fields(self) -> dict[str, Any]:

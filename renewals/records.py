@@ -5,6 +5,7 @@ from datetime import date
 
 from pydantic import Field, model_validator
 
+from renewals.billing import BillingData
 from renewals.types import MAX_ADDON_QUANTITY, AddonName, Email, MailableEmail, Model, PlainText, Username, WireModel
 
 
@@ -28,6 +29,7 @@ class ServiceRecord(Model):
     storage_used_mb: int = Field(ge=0)
     included_users: int = Field(1, ge=1)
     addons: list[AddonQuantity] = []
+    billing: BillingData | None = None  # the invoice's holder (P17); records before it have none
 
     @model_validator(mode="after")
     def _consistent(self) -> "ServiceRecord":

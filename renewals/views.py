@@ -55,6 +55,7 @@ class OrderView(Model):
     due_by: datetime
     payment_instructions: PaymentInstructions
     new_expires_on: date | None = None
+    invoice: str | None = None  # P17: the invoice's number once activated (GET /panel/invoices/{number})
 
 
 class CartView(Model):

@@ -5,6 +5,7 @@ Seeded by `make run` for usernames not there yet, so a second start keeps what h
 
 from datetime import date, timedelta
 
+from renewals.billing import Address, BillingData
 from renewals.records import AddonQuantity, ServiceRecord
 
 
@@ -19,6 +20,14 @@ def demo_services(today: date) -> list[ServiceRecord]:
             "auto_renew": False,
             "storage_quota_mb": 2048,
             "storage_used_mb": 600,
+            # P17: billing data, so a paid demo renewal issues its invoice (made-up numbers).
+            "billing": BillingData(
+                holder_type="company",
+                company_name=f"Demo {username.removeprefix('demo-').title()} S.r.l.",
+                vat_number="09876540015",
+                address=Address(street="Via Nazionale 10", cap="00184", comune="Roma", provincia="RM"),
+                pec=f"{username}@pec.example.it",
+            ),
         }
         values.update(fields)
         return ServiceRecord.model_validate(values)

@@ -31,6 +31,7 @@ from activities.store import Store
 from ingress.operations import Ingress
 from renewals import TASK_QUEUE, workflow_id
 from renewals import search_attributes as sa
+from renewals.billing import BillingData
 from renewals.config import Settings
 from renewals.dates import rome_today
 from renewals.events import PaymentRegistered
@@ -165,6 +166,33 @@ async def new_service(store: Store, **fields: Any) -> ServiceRecord:
     record = ServiceRecord.model_validate(values)
     await store.upsert_services([record])
     return record
+
+
+# Billing data that passes every check (P17): made-up numbers with valid check digits.
+ADDRESS = {"street": "Via Nazionale 10", "cap": "00184", "comune": "Roma", "provincia": "RM"}
+
+
+def company_billing(**fields: Any) -> BillingData:
+    values: dict[str, Any] = {
+        "holder_type": "company",
+        "company_name": "Rossi Servizi S.r.l.",
+        "vat_number": "09876540015",
+        "address": ADDRESS,
+        "recipient_code": "K7QW2XZ",
+    }
+    return BillingData.model_validate({**values, **fields})
+
+
+def person_billing(**fields: Any) -> BillingData:
+    values: dict[str, Any] = {
+        "holder_type": "person",
+        "first_name": "Lucia",
+        "last_name": "Bianchi",
+        "tax_code": "BNCLCU90A41F205Z",
+        "address": ADDRESS,
+        "pec": "lucia.bianchi@pec.example.it",
+    }
+    return BillingData.model_validate({**values, **fields})
 
 
 def handle_of(client: Client, username: str) -> WorkflowHandle[Any, Any]:

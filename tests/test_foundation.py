@@ -61,6 +61,7 @@ async def test_migrations_applied_twice_change_nothing(postgres_url):
         tables = {row[0] for row in first}
         assert {"services", "service_addons", "products", "discount_codes", "orders", "order_lines"} <= tables
         assert {"payments", "email_log", "renewal_events", "schema_migrations"} <= tables
+        assert {"invoices", "invoice_counters"} <= tables  # P17
         versions = await conn.fetch("SELECT version FROM schema_migrations")
         assert [row["version"] for row in versions] == MIGRATIONS
     finally:

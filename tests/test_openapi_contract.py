@@ -45,6 +45,7 @@ from ingress.openapi import constraints, documented_routes
 from ingress.operations import Ingress
 from ingress.ratelimit import RateLimiter
 from ingress.signing import read_payload, signed_headers
+from renewals.invoice import schema_problems
 from stack.demo import demo_services
 from stack.postgres import free_port
 from tests.conftest import eventually, today
@@ -232,6 +233,13 @@ async def test_every_answer_carries_an_example_that_matches_its_schema(served: A
             if "requestBody" in operation:
                 bodies.append(("request", operation["requestBody"]))
             for what, body in bodies:
+                if "application/xml" in body["content"]:  # P17: the invoice, a FatturaPA document
+                    xml_examples = body["content"]["application/xml"]["examples"]
+                    assert xml_examples, f"{method} {path} {what} has no example"
+                    for name, example in xml_examples.items():
+                        assert schema_problems(example["value"].encode()) == [], f"{method} {path} {what} {name}"
+                        seen += 1
+                    continue
                 content = body["content"]["application/json"]
                 assert content["examples"], f"{method} {path} {what} has no example"
                 for name, example in content["examples"].items():

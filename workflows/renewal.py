@@ -176,10 +176,14 @@ class RenewalWorkflow:
                 years=order.years,
                 cart_addons=cart.added,
                 paid_at=workflow.now(),
+                payment_registered_at=order.paid_in_full_at,  # P17: the invoice's date
             ),
             summary=f"activate {order.number}: expiry {cart.service.expires_on} → {cart.renewed_until(order.years)}",
         )
         order.new_expires_on = activation.new_expires_on
+        order.invoice = activation.invoice_number or (
+            f"not issued ({activation.invoice_state})" if activation.invoice_state else None
+        )
         self._enter(Phase.ACTIVATED, event=f"activated until {activation.new_expires_on}")
         await self._email("renewal_confirmed", f"{order.number}:renewal_confirmed")
 

@@ -2,7 +2,8 @@
 
 Each test runs renewals end to end (renew, add-on, checkout, payment, activation) against a stack
 of separate processes and breaks one of them on purpose mid-run. Afterwards: every renewal is
-ACTIVATED, every expiry was extended exactly once, every logical email reached the sink (counted
+ACTIVATED, every expiry was extended exactly once, every order has exactly one invoice and the
+invoices are numbered 1..N with no gap and no repeat (P17), every logical email reached the sink (counted
 by Message-ID) exactly once — or, only when a worker was killed right after the SMTP server took
 it, once more with the same Message-ID — and the ledger matches the orders. One line of figures
 per fault.
@@ -27,10 +28,11 @@ import pytest
 from ingress.operations import Ingress, RenewalsError
 from renewals.dates import add_years
 from renewals.events import AddonAdded, CheckoutSubmitted, PaymentRegistered, RenewRequested
+from renewals.invoice import schema_problems, sdi_problems
 from renewals.records import ServiceRecord
 from renewals.types import Stage
 from renewals.views import OrderView
-from tests.conftest import eventually, handle_of, today
+from tests.conftest import company_billing, eventually, handle_of, person_billing, today
 from tests.faults.conftest import Stack, pause
 
 RENEWALS = int(os.environ.get("FAULTS_RENEWALS", "100"))
@@ -104,6 +106,7 @@ async def run_with_fault(
             auto_renew=False,
             storage_quota_mb=1000,
             storage_used_mb=100,
+            billing=company_billing() if n % 2 else person_billing(),  # every activation invoices (P17)
         )
         for n in range(RENEWALS)
     ]
@@ -128,7 +131,8 @@ async def run_with_fault(
     print(
         f"\nFAULT {name}: renewals {len(services)}, activated {figures['activated']}, "
         f"lost {figures['lost']}, doubled {figures['doubled']}, "
-        f"emails resent after a worker crash {figures['resent']}, in {elapsed:.0f} s"
+        f"emails resent after a worker crash {figures['resent']}, "
+        f"invoices numbered {figures['invoices']} (no gap, no repeat), in {elapsed:.0f} s"
     )
     assert figures["lost"] == 0 and figures["doubled"] == 0, figures
     # The one window no code can close: a worker killed between the SMTP server's 250 and the
@@ -139,7 +143,7 @@ async def run_with_fault(
 
 async def verify(
     stack: Stack, ingress: Ingress, services: list[ServiceRecord], orders: list[OrderView], results: list[Any]
-) -> dict[str, int]:
+) -> dict[str, Any]:
     pool = ingress.store.pool
     usernames = [s.username for s in services]
     lost = doubled = 0
@@ -176,11 +180,28 @@ async def verify(
     lost += 2 * len(services) - len(expected_ids)
     lost += len(expected_ids - set(ids))
     resent = sum(count - 1 for count in ids.values() if count > 1)
+    # P17: one invoice per order, and the stack's database is fresh, so the numbers are exactly
+    # 1..N: no number lost to a crashed activation, none given twice; each one passes SdI's checks.
+    invoices = await pool.fetch(
+        "SELECT order_number, state, year, progressive, xml FROM invoices WHERE username = ANY($1)", usernames
+    )
+    assert sorted(row["order_number"] for row in invoices) == sorted(o.order_number for o in orders)
+    assert sorted(row["progressive"] for row in invoices) == list(range(1, len(services) + 1))
+    assert len({row["year"] for row in invoices}) == 1
+    for row in invoices:
+        assert row["state"] == "issued" and schema_problems(row["xml"].encode()) == [], row["order_number"]
+        assert sdi_problems(row["xml"].encode()) == [], row["order_number"]
     assert {o.order_number for o in orders} == {
         row["order_number"]
         for row in await pool.fetch("SELECT order_number FROM orders WHERE username = ANY($1)", usernames)
     }
-    return {"activated": activated, "lost": lost, "doubled": doubled, "resent": resent}
+    return {
+        "activated": activated,
+        "lost": lost,
+        "doubled": doubled,
+        "resent": resent,
+        "invoices": f"1..{len(invoices)}",
+    }
 
 
 async def test_worker_killed_at_random_moments(stack, fault_ingress):
