@@ -8,6 +8,7 @@ use none of this: the fixtures are lazy and start only when a test asks for them
 import asyncio
 import email
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ from renewals.events import PaymentRegistered
 from renewals.records import ServiceRecord
 from renewals.types import Stage
 from renewals.views import PaymentOutcome, RenewalView
+from stack.children import die_with_parent
 from stack.database import prepare
 from stack.postgres import EmbeddedPostgres, free_port
 from stack.smtp_sink import start_sink
@@ -68,6 +70,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # Started from the main thread, the server gets a fast shutdown if this test run is killed.
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), fast=True)
     server.start()
     url = f"postgresql://postgres@127.0.0.1:{server.port}/renewals"
@@ -236,6 +239,8 @@ def stack_env(data_dir: Path) -> dict[str, str]:
 
 
 def start_stack(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`python -m stack run` as `make run` starts it; if this test run is killed, the supervisor
+    gets SIGTERM and stops its parts (and PostgreSQL of `postgres_url` gets its fast shutdown)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "stack", "run"],
         cwd=ROOT,
@@ -243,6 +248,7 @@ def start_stack(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),
     )
     assert process.stdout is not None
     lines = []
