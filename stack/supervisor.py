@@ -25,13 +25,12 @@ from urllib.parse import urlsplit
 
 from renewals.config import ConfigurationError, Settings, load_settings
 from stack.children import (
-    APPS_LIMIT,
-    SERVERS_LIMIT,
+    SERVERS_BY,
     PidFiles,
     command_of,
+    death_signal,
     spawn,
     stop_in_order,
-    stop_signal,
 )
 from stack.ports import Port, port_is_free
 from stack.postgres import EmbeddedPostgres
@@ -158,7 +157,7 @@ class Supervisor:
 
     def spawn(self, name: str, command: list[str], *, log: Path | None = None, user: int | None = None) -> Part:
         log = log or self.data_dir / f"{name}.log"
-        process = spawn(command, log=log, death_signal=stop_signal(name), user=user)
+        process = spawn(command, log=log, death_signal=death_signal(name), user=user)
         part = Part(name, process, log)
         self.parts.append(part)
         self.pids.record(name, process.pid, " ".join(command))
@@ -194,6 +193,7 @@ class Supervisor:
             if initdb.process.returncode != 0:
                 raise PartExited(f"initdb exited with {initdb.process.returncode}; see {postgres.log_path}")
             postgres.initdb_done(target)
+        postgres.grant_access()
         self.spawn("postgres", postgres.server_command(), log=postgres.log_path, user=postgres.uid)
 
         async def answers() -> None:
@@ -316,9 +316,9 @@ async def stop_background(settings: Settings) -> int:
     if supervisor is not None and supervisor.running():
         console.say(f"stopping the stack on {data_dir} (supervisor pid {supervisor.pid})…")
         os.kill(supervisor.pid, signal.SIGTERM)
-        # It stops its parts within APPS_LIMIT + SERVERS_LIMIT; killed after that, its parts
-        # follow it (parent-death signal).
-        deadline = time.monotonic() + APPS_LIMIT + SERVERS_LIMIT + 5
+        # It stops its parts within SERVERS_BY; killed after that, its parts follow it (the
+        # parent-death signal).
+        deadline = time.monotonic() + SERVERS_BY + 5
         while supervisor.running() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         if supervisor.running():

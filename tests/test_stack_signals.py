@@ -16,12 +16,15 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +35,7 @@ import pytest
 from activities.store import Store
 from ingress.signing import signed_headers
 from renewals.models import ServiceRecord
-from stack.children import APPS_LIMIT, PidFiles, command_of, die_with_parent
+from stack.children import WORKER_BY, PidFiles, command_of, die_with_parent
 from stack.ports import port_is_free
 from tests.conftest import ROOT, stack_env, today
 from worker import GRACEFUL_SHUTDOWN
@@ -40,6 +43,7 @@ from worker import GRACEFUL_SHUTDOWN
 DOWN_WITHIN = GRACEFUL_SHUTDOWN.total_seconds() + 5
 ANSWER_WITHIN = 2.0
 STARTUP = 120.0  # a first start on a busy 2-core machine: initdb, the dev server, two Pythons
+STARTS = [5.0]  # how long starts took (seconds to "running"), to aim signals inside the next one
 
 
 # ---------------------------------------------------------------------- observing a stack
@@ -255,15 +259,17 @@ class Trial:
 
 def trial(data_dir: Path, env: dict[str, str], signum: signal.Signals, moment: str, rng: random.Random) -> Trial:
     """Start the supervisor, send `signum` at a random instant of `moment`, measure the stop."""
+    began = time.monotonic()
     supervisor = Supervisor(env)
     driver: RenewalDriver | None = None
     landed = moment
     if moment == "start":
-        # A random instant of the start; it may turn out to have been after it.
-        supervisor.running.wait(rng.uniform(0, 12))
+        # A random instant of the start (as long as the last one took); it may turn out to be after.
+        supervisor.running.wait(rng.uniform(0, STARTS[-1]))
         landed = "idle" if supervisor.running.is_set() else "start"
     else:
         assert supervisor.running.wait(STARTUP), supervisor.output
+        STARTS.append(time.monotonic() - began)
         if moment == "renewals":
             driver = RenewalDriver(env)
             driver.start()
@@ -342,28 +348,37 @@ def plan_of(rng: random.Random, signals: int, kills: int) -> list[tuple[signal.S
 
 
 def test_worker_grace_is_the_supervisors_apps_limit():
-    assert APPS_LIMIT == GRACEFUL_SHUTDOWN.total_seconds()
+    assert WORKER_BY == GRACEFUL_SHUTDOWN.total_seconds()
 
 
-def test_signals_sample_leave_nothing_behind(tmp_path):
+@pytest.fixture
+def base() -> Iterator[Path]:
+    """A directory for data dirs outside /tmp/pytest-of-<user>: a pytest session starting
+    meanwhile makes that private, and PostgreSQL runs as another user when we are root."""
+    path = Path(tempfile.mkdtemp(prefix="renewals-stack-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_signals_sample_leave_nothing_behind(base):
     """One SIGINT, SIGTERM, SIGHUP and SIGKILL, each at a random moment of a different phase."""
     seed = int(os.environ.get("STACK_SIGNALS_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     moments = ["start", "idle", "renewals", rng.choice(["start", "idle", "renewals"])]
     rng.shuffle(moments)
     kinds = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL]
-    trials = signal_run(tmp_path, list(zip(kinds, moments, strict=True)), rng, per_dir=4)
+    trials = signal_run(base, list(zip(kinds, moments, strict=True)), rng, per_dir=4)
     print(f"seed {seed}: {figures(trials)}")
     check(trials)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(7200)
-def test_fifty_signals_and_ten_kills_leave_nothing_behind(tmp_path):
+def test_fifty_signals_and_ten_kills_leave_nothing_behind(base):
     seed = int(os.environ.get("STACK_SIGNALS_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     signals, kills = int(os.environ.get("STACK_SIGNALS", "50")), int(os.environ.get("STACK_KILLS", "10"))
-    trials = signal_run(tmp_path, plan_of(rng, signals, kills), rng, per_dir=10)
+    trials = signal_run(base, plan_of(rng, signals, kills), rng, per_dir=10)
     print(f"seed {seed}: {figures(trials)}")
     check(trials)
 
@@ -371,8 +386,8 @@ def test_fifty_signals_and_ten_kills_leave_nothing_behind(tmp_path):
 # ---------------------------------------------------------------------- a second run
 
 
-def test_second_run_after_sigkill_starts_cleanly_stops_leftovers_or_refuses_in_one_line(tmp_path):
-    data_dir = tmp_path / "var"
+def test_second_run_after_sigkill_starts_cleanly_stops_leftovers_or_refuses_in_one_line(base):
+    data_dir = base / "var"
     env = stack_env(data_dir)
     first = Supervisor(env)
     assert first.running.wait(STARTUP), first.output
