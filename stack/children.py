@@ -63,6 +63,15 @@ def parent_of(pid: int) -> int | None:
         return None
 
 
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        child = int(stat.parent.name)
+        if parent_of(child) == pid:
+            found.append(child)
+    return found
+
+
 def command_of(pid: int, limit: int = 100) -> str:
     """The command line of a process, shortened for a one-line message."""
     try:

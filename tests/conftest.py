@@ -38,8 +38,9 @@ from renewals.events import PaymentRegistered
 from renewals.records import ServiceRecord
 from renewals.types import Stage
 from renewals.views import PaymentOutcome, RenewalView
-from stack.children import die_with_parent
+from stack.children import children_of, command_of, die_with_parent
 from stack.database import prepare
+from stack.guardian import guard
 from stack.postgres import EmbeddedPostgres, free_port
 from stack.smtp_sink import start_sink
 from stack.temporal import temporal_binary
@@ -110,8 +111,13 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=sa.ALL,
         data_converter=pydantic_data_converter,
     )
+    # The SDK starts the dev server without asking it to die with us: a guardian does, should
+    # this test run be killed.
+    guardian = guard([pid for pid in children_of(os.getpid()) if "start-dev" in command_of(pid)])
     yield environment
     await environment.shutdown()
+    guardian.terminate()
+    guardian.wait()
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ import pytest
 from activities.store import Store
 from ingress.signing import signed_headers
 from renewals.models import ServiceRecord
-from stack.children import WORKER_BY, PidFiles, command_of, die_with_parent
+from stack.children import WORKER_BY, PidFiles, command_of, die_with_parent, start_time
 from stack.ports import port_is_free
 from tests.conftest import ROOT, stack_env, today
 from worker import GRACEFUL_SHUTDOWN
@@ -466,3 +466,45 @@ def test_stop_with_nothing_running_says_so(tmp_path):
         [sys.executable, "-m", "stack", "stop"], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True
     )
     assert done.returncode == 0 and "no stack is running on" in done.stdout
+
+
+# ---------------------------------------------------------------------- servers the tests start
+
+KILLED_TEST_RUN = """
+import os, subprocess, sys
+from pathlib import Path
+from stack.guardian import guard
+from stack.postgres import EmbeddedPostgres, free_port
+
+postgres = EmbeddedPostgres(Path(sys.argv[1]), free_port(), fast=True)
+postgres.start()
+# As the SDK starts its dev server: a child that was not asked to die with us.
+stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+guard([stranger.pid])
+print(postgres.process.pid, postgres.port, stranger.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_test_run_leaves_neither_its_postgres_nor_a_guarded_server(base):
+    run = subprocess.Popen(
+        [sys.executable, "-c", KILLED_TEST_RUN, str(base / "pg")],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert run.stdout is not None
+    postmaster, port, stranger = map(int, run.stdout.readline().split())
+    started = {pid: start_time(pid) for pid in (postmaster, stranger)}
+    assert all(started.values()) and not port_is_free("127.0.0.1", port)
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + DOWN_WITHIN
+    while time.monotonic() < deadline and (
+        any(start_time(pid) == begun for pid, begun in started.items()) or not port_is_free("127.0.0.1", port)
+    ):
+        time.sleep(0.05)  # polling with a deadline
+    assert not any(start_time(pid) == begun for pid, begun in started.items())
+    assert port_is_free("127.0.0.1", port)
