@@ -508,3 +508,33 @@ def test_a_killed_test_run_leaves_neither_its_postgres_nor_a_guarded_server(base
         time.sleep(0.05)  # polling with a deadline
     assert not any(start_time(pid) == begun for pid, begun in started.items())
     assert port_is_free("127.0.0.1", port)
+
+
+def test_closing_the_terminal_stops_the_stack(base):
+    """SIGHUP after the terminal is gone: writing "stopping…" fails (EIO), the stop goes on."""
+    data_dir = base / "var"
+    env = stack_env(data_dir)
+    terminal, line = os.openpty()
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "stack", "run"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=line,
+        stderr=line,
+        preexec_fn=die_with_parent(signal.SIGTERM),
+    )
+    os.close(line)
+    seen = b""
+    deadline = time.monotonic() + STARTUP
+    while b"running;" not in seen and time.monotonic() < deadline:
+        seen += os.read(terminal, 4096)  # blocks until the supervisor writes
+    assert b"running;" in seen, seen.decode()
+    os.close(terminal)  # the terminal window closes ...
+    supervisor.send_signal(signal.SIGHUP)  # ... and the kernel hangs up on its session
+    assert supervisor.wait(DOWN_WITHIN) == 0
+    deadline = time.monotonic() + 5
+    while leftovers(data_dir, env) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling with a deadline
+    assert not leftovers(data_dir, env)
+    log = (data_dir / "stack.log").read_text()
+    assert "stopping… (SIGHUP" in log and "stopped in" in log
