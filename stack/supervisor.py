@@ -131,6 +131,7 @@ class Supervisor:
         ]
         if self.command == "run":
             ports.append(Port(s.ingress_port, s.ingress_host, "ingress HTTP API", "INGRESS_PORT"))
+            ports.append(Port(s.ingress_admin_port, s.ingress_admin_host, "ingress admin", "INGRESS_ADMIN_PORT"))
         return ports
 
     async def take_over(self) -> str | None:
@@ -223,7 +224,8 @@ class Supervisor:
             self.say(f"demo data  services seeded now: {', '.join(seeded) or 'none (kept from last run)'}")
             self.spawn("worker", [sys.executable, "worker.py"])
             self.spawn("ingress", [sys.executable, "starter.py", "serve"])
-            self.say(f"ingress    http://127.0.0.1:{s.ingress_port}  (docs at /docs)")
+            self.say(f"ingress    http://127.0.0.1:{s.ingress_port}")
+            self.say(f"admin      http://127.0.0.1:{s.ingress_admin_port}/docs  (OpenAPI; /metrics)")
         self.say(f"logs       {self.data_dir}/*.log")
 
     # ------------------------------------------------------------------ running, stopping

@@ -34,7 +34,7 @@ import pytest
 
 from activities.store import Store
 from ingress.signing import signed_headers
-from renewals.models import ServiceRecord
+from renewals.records import ServiceRecord
 from stack.children import WORKER_BY, PidFiles, command_of, die_with_parent, start_time
 from stack.ports import port_is_free
 from tests.conftest import ROOT, stack_env, today
@@ -71,6 +71,7 @@ def ports_of(env: dict[str, str]) -> list[int]:
         int(env["TEMPORAL_UI_PORT"]),
         int(env["SMTP_PORT"]),
         int(env["INGRESS_PORT"]),
+        int(env["INGRESS_ADMIN_PORT"]),
     ]
 
 
