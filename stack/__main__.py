@@ -6,8 +6,10 @@ import sys
 
 # Until the supervisor's event loop listens (a second or so of imports), SIGTERM and SIGHUP end
 # the process the way Ctrl-C does, with a word rather than silently: nothing was started yet.
+# A signal we were started ignoring (`nohup make run &` ignores SIGHUP) stays ignored.
 for _signum in (signal.SIGTERM, signal.SIGHUP):
-    signal.signal(_signum, signal.default_int_handler)
+    if signal.getsignal(_signum) is not signal.SIG_IGN:
+        signal.signal(_signum, signal.default_int_handler)
 
 try:
     from stack.supervisor import main

@@ -251,7 +251,10 @@ class Supervisor:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for signum in SIGNALS:
-            loop.add_signal_handler(signum, self.on_signal, signum)
+            # `nohup` (SIGHUP) and a script's background job (SIGINT) start us ignoring a signal:
+            # it stays ignored, as it would for any other program.
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                loop.add_signal_handler(signum, self.on_signal, signum)
         refusal = await self.take_over()
         if refusal is not None:
             self.say(refusal, error=True)

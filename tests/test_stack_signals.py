@@ -43,7 +43,7 @@ from worker import GRACEFUL_SHUTDOWN
 DOWN_WITHIN = GRACEFUL_SHUTDOWN.total_seconds() + 5
 ANSWER_WITHIN = 2.0
 STARTUP = 120.0  # a first start on a busy 2-core machine: initdb, the dev server, two Pythons
-STARTS = [5.0]  # how long starts took (seconds to "running"), to aim signals inside the next one
+STARTS = [3.0]  # how long starts took (seconds to "running"), to aim signals inside the next one
 
 
 # ---------------------------------------------------------------------- observing a stack
@@ -93,7 +93,15 @@ class Supervisor:
     """`python -m stack <command>` under test, its output collected line by line with the time
     each line arrived."""
 
-    def __init__(self, env: dict[str, str], command: str = "run") -> None:
+    def __init__(self, env: dict[str, str], command: str = "run", *, nohup: bool = False) -> None:
+        parent_death = die_with_parent(signal.SIGTERM)
+
+        def prepare() -> None:
+            if parent_death is not None:
+                parent_death()
+            if nohup:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stack", command],
             cwd=ROOT,
@@ -101,7 +109,7 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            preexec_fn=die_with_parent(signal.SIGTERM),
+            preexec_fn=prepare,
         )
         self.lines: list[tuple[float, str]] = []
         self.changed = threading.Condition()
@@ -291,7 +299,7 @@ def trial(data_dir: Path, env: dict[str, str], signum: signal.Signals, moment: s
     if driver is not None:
         driver.stop.set()
     code = supervisor.finish(10)
-    if answered is None and code == -signum and not supervisor.lines:
+    if signum != signal.SIGKILL and answered is None and code == -signum and not supervisor.lines:
         # It landed before the interpreter ran our first line: the signal's default action ended
         # a process that had started nothing (the leftover check above still applies).
         landed = "exec"
@@ -543,3 +551,16 @@ def test_closing_the_terminal_stops_the_stack(base):
     assert not leftovers(data_dir, env)
     log = (data_dir / "stack.log").read_text()
     assert "stopping… (SIGHUP" in log and "stopped in" in log
+
+
+def test_under_nohup_a_hangup_is_ignored_and_sigterm_still_stops_it(base):
+    data_dir = base / "var"
+    env = stack_env(data_dir)
+    supervisor = Supervisor(env, nohup=True)
+    assert supervisor.running.wait(STARTUP), supervisor.output
+    sent = time.monotonic()
+    supervisor.process.send_signal(signal.SIGHUP)
+    assert supervisor.first("stopp", sent, 3) is None and supervisor.process.poll() is None
+    supervisor.process.send_signal(signal.SIGTERM)
+    assert supervisor.finish(DOWN_WITHIN) == 0
+    assert "stopping… (SIGTERM" in supervisor.output and not leftovers(data_dir, env)
