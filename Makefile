@@ -48,7 +48,7 @@ contract-soak: install
 		--timeout 3600 -s -q -p no:cacheprovider
 
 ## The supervisor against STACK_SIGNALS (50) SIGINT/SIGTERM/SIGHUP and STACK_KILLS (10) SIGKILL at
-## random moments (starting, idle, renewals running); one line of figures. About 10 minutes.
+## random moments (starting, idle, renewals running); one line of figures. About 5 minutes.
 stack-signals: install
 	$(PY) -m pytest tests/test_stack_signals.py -m 'slow or not slow' -s -q -p no:cacheprovider
 
