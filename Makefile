@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run servers test lint faults contract-soak screenshot bench lock clean
+.PHONY: install run servers stop test lint faults stack-signals contract-soak screenshot bench lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +16,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The whole system in the foreground: servers, worker, ingress, demo data. Ctrl-C stops it.
+## The whole system in the foreground: servers, worker, ingress, demo data. Ctrl-C (or SIGTERM,
+## or closing the terminal) stops it; README "Stopping" gives the order and the time limits.
 run: install
 	PANEL_UI_DEV_LOGIN=$${PANEL_UI_DEV_LOGIN:-1} $(PY) -m stack run
 
 ## Just PostgreSQL, the Temporal dev server and the SMTP sink.
 servers: install
 	$(PY) -m stack servers
+
+## Stop a stack running in the background on the same data dir (RENEWALS_DATA_DIR, default var/).
+stop: install
+	$(PY) -m stack stop
 
 lint: install
 	$(PY) -m ruff check .
@@ -41,6 +46,11 @@ faults: install
 contract-soak: install
 	CONTRACT_EXAMPLES=$(or $(CONTRACT_EXAMPLES),1000) $(PY) -m pytest tests/test_openapi_contract.py -k schemathesis \
 		--timeout 3600 -s -q -p no:cacheprovider
+
+## The supervisor against STACK_SIGNALS (50) SIGINT/SIGTERM/SIGHUP and STACK_KILLS (10) SIGKILL at
+## random moments (starting, idle, renewals running); one line of figures. About 5 minutes.
+stack-signals: install
+	$(PY) -m pytest tests/test_stack_signals.py -m 'slow or not slow' -s -q -p no:cacheprovider
 
 ## With `make run` up: open the Web UI in headless Chromium and refresh docs/renewal-ui.png.
 screenshot: install

@@ -8,6 +8,7 @@ use none of this: the fixtures are lazy and start only when a test asks for them
 import asyncio
 import email
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,7 +39,9 @@ from renewals.events import PaymentRegistered
 from renewals.records import ServiceRecord
 from renewals.types import Stage
 from renewals.views import PaymentOutcome, RenewalView
+from stack.children import children_of, command_of, die_with_parent
 from stack.database import prepare
+from stack.guardian import guard
 from stack.postgres import EmbeddedPostgres, free_port
 from stack.smtp_sink import start_sink
 from stack.temporal import temporal_binary
@@ -69,6 +72,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # Started from the main thread, the server gets a fast shutdown if this test run is killed.
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), fast=True)
     server.start()
     url = f"postgresql://postgres@127.0.0.1:{server.port}/renewals"
@@ -108,8 +112,13 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=sa.ALL,
         data_converter=pydantic_data_converter,
     )
+    # The SDK starts the dev server without asking it to die with us: a guardian does, should
+    # this test run be killed.
+    guardian = guard([pid for pid in children_of(os.getpid()) if "start-dev" in command_of(pid)])
     yield environment
     await environment.shutdown()
+    guardian.terminate()
+    guardian.wait()
 
 
 @pytest.fixture(scope="session")
@@ -264,6 +273,8 @@ def stack_env(data_dir: Path) -> dict[str, str]:
 
 
 def start_stack(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`python -m stack run` as `make run` starts it; if this test run is killed, the supervisor
+    gets SIGTERM and stops its parts (and PostgreSQL of `postgres_url` gets its fast shutdown)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "stack", "run"],
         cwd=ROOT,
@@ -271,6 +282,7 @@ def start_stack(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),
     )
     assert process.stdout is not None
     lines = []
