@@ -19,6 +19,7 @@ RUN pip install --no-compile --no-deps --require-hashes --only-binary :all: -r r
 
 # The code, owned by root and only readable by the user the processes run as.
 COPY renewals/ renewals/
+COPY db/ db/
 COPY activities/ activities/
 COPY workflows/ workflows/
 COPY ingress/ ingress/
@@ -27,7 +28,7 @@ COPY migrations/ migrations/
 COPY worker.py starter.py telemetry.py ./
 # Bytecode for our code, once, as root: the workflow sandbox imports workflows/ afresh for every
 # renewal, and without a .pyc (PYTHONDONTWRITEBYTECODE) each import would compile the source.
-RUN python -m compileall -q renewals activities workflows ingress stack worker.py starter.py telemetry.py
+RUN python -m compileall -q renewals db activities workflows ingress stack worker.py starter.py telemetry.py
 
 RUN groupadd --system --gid 10001 renewals \
     && useradd --system --uid 10001 --gid renewals --no-create-home --shell /usr/sbin/nologin renewals

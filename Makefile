@@ -31,7 +31,7 @@ stop: install
 
 lint: install
 	$(PY) -m ruff check .
-	$(PY) -m mypy renewals activities workflows ingress stack worker.py starter.py telemetry.py
+	$(PY) -m mypy renewals db activities workflows ingress stack worker.py starter.py telemetry.py
 
 test: install lint
 	$(PY) -m pytest

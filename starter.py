@@ -26,6 +26,7 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Generator
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -85,7 +86,7 @@ async def import_services(settings: Settings, path: Path) -> dict[str, int]:
     records = validate_services(path.read_bytes())
     store = await Store.connect(settings.database_url, max_size=2)
     try:
-        return await store.upsert_services(records)
+        return await store.services.upsert(records)
     finally:
         await store.close()
 
@@ -93,7 +94,7 @@ async def import_services(settings: Settings, path: Path) -> dict[str, int]:
 async def read_invoice(settings: Settings, number: str, *, issue: bool = False) -> str:
     """P17 (issue 17): the XML of invoice NUMBER (FT-…), or of the invoice of order NUMBER (FE-…);
     with `issue`, first issue the missing invoice of paid order NUMBER."""
-    from activities.invoicing import invoice_by_number, invoice_of_order, issue_for_paid_order
+    from db.invoices import invoice_by_number, invoice_of_order, issue_for_paid_order
     from renewals.invoice import InvoiceError
 
     store = await Store.connect(settings.database_url, max_size=1, seller=settings.seller())
@@ -142,7 +143,11 @@ async def with_ingress(settings: Settings, work: Callable[[Ingress], Awaitable[B
     client = await connect(settings)
     store = await Store.connect(settings.database_url, max_size=2)
     try:
-        result = await work(Ingress(client, store, settings.policy(), settings.temporal_task_queue))
+        # No HTTP deadline around the CLI's ops: bound each update itself (P14).
+        ingress = Ingress(
+            client, store, settings.policy(), settings.temporal_task_queue, update_timeout=timedelta(seconds=15)
+        )
+        result = await work(ingress)
         return result.model_dump(mode="json")
     except RenewalsError as error:
         raise CliError(f"{error.status} {error.code}: {error.message}") from None

@@ -28,7 +28,7 @@ from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 
 from activities.mail import Mailer
-from activities.payments import PaymentDesk
+from activities.payments import RECONCILER_UPDATE_TIMEOUT, PaymentDesk
 from activities.store import Store
 from renewals import RECONCILER_SCHEDULE_ID
 from renewals.config import Settings, load_settings
@@ -48,7 +48,7 @@ def build_worker(
     client: Client, store: Store, mailer: Mailer, task_queue: str, *, max_cached_workflows: int = 500
 ) -> Worker:
     """One worker for the workflow and every activity; tests build theirs the same way."""
-    desk = PaymentDesk(client, store)
+    desk = PaymentDesk(client, store, update_timeout=RECONCILER_UPDATE_TIMEOUT)
     return Worker(
         client,
         task_queue=task_queue,

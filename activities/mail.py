@@ -15,8 +15,8 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.invoicing import StoredInvoice, invoice_of_order  # P17 (issue 17)
 from activities.store import Store
+from db.invoices import StoredInvoice, invoice_of_order  # P17 (issue 17)
 from renewals import errors
 from renewals.calls import EmailSent, SendEmail
 from renewals.dates import ROME, last_day_to_pay
@@ -89,7 +89,7 @@ class Mailer:
     async def send_email(self, request: SendEmail) -> EmailSent:
         subject, body = render(request)
         mid = message_id(request.key)
-        status = await self.store.claim_email(
+        status = await self.store.mail_log.claim(
             request.key,
             request.template,
             request.to_email,
@@ -154,7 +154,7 @@ class Mailer:
     async def _rejected(self, request: SendEmail, why: str) -> ApplicationError:
         """A permanent refusal (5xx, an address no email can be built for) will not heal by
         retrying: recorded in the email log, and ops see it (the renewal's emails and details)."""
-        await self.store.mark_email_refused(request.key, why)
+        await self.store.mail_log.mark_refused(request.key, why)
         return ApplicationError(
             f"the email {request.key} cannot be delivered: {why}", type=errors.MAIL_REJECTED, non_retryable=True
         )
@@ -165,7 +165,7 @@ class Mailer:
         delay = 0.5
         while True:
             try:
-                await self.store.mark_email_sent(key, datetime.now(UTC))
+                await self.store.mail_log.mark_sent(key, datetime.now(UTC))
                 return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 activity.heartbeat(f"email {key} sent; recording it: {error}")

@@ -19,9 +19,9 @@ from renewals.messages import PaymentEntry, Reconcile, Reconciled
 from renewals.types import PaymentStatus
 from renewals.views import PaymentOutcome
 
-# How long an update to a renewal may take before the caller gets a 503 and the reconciler
-# picks the payment up (P14): the ledger already holds it.
-UPDATE_TIMEOUT = timedelta(seconds=10)
+# How long the reconciler lets one renewal take to hear of a payment before it moves on to the next
+# (the row stays `received` and its next run tries again).
+RECONCILER_UPDATE_TIMEOUT = timedelta(seconds=10)
 
 
 class RenewalClosed(Exception):
@@ -36,21 +36,23 @@ def closed(error: RPCError) -> bool:
 class PaymentDesk:
     """Holds the Temporal client and the store; built once by the ingress and by the worker."""
 
-    def __init__(self, client: Client, store: Store) -> None:
+    def __init__(self, client: Client, store: Store, *, update_timeout: timedelta | None = None) -> None:
         self.client = client
         self.store = store
+        # None: the caller bounds the call (the HTTP API's deadline, P14).
+        self.update_timeout = update_timeout
 
     async def deliver(self, entry: PaymentEntry) -> PaymentOutcome:
         """Ledger first, then the renewal of the order. Raises TransactionConflict for a reused id."""
-        received_at = await self.store.receive_payment(entry)
+        received_at = await self.store.ledger.receive(entry)
         entry = entry.model_copy(update={"received_at": received_at})
-        owner = await self.store.order_owner(entry.order_number)
+        owner = await self.store.ledger.order_owner(entry.order_number)
         if owner is None:
             return await self._unmatched(entry, f"no order is numbered {entry.order_number!r} (P11)", 0, 0)
         handle = self.client.get_workflow_handle(workflow_id(owner.username))
         try:
             outcome: PaymentOutcome = await handle.execute_update(
-                REGISTER_PAYMENT, entry, result_type=PaymentOutcome, rpc_timeout=UPDATE_TIMEOUT
+                REGISTER_PAYMENT, entry, result_type=PaymentOutcome, rpc_timeout=self.update_timeout
             )
             return outcome
         except RPCError as error:
@@ -62,7 +64,7 @@ class PaymentDesk:
         )
 
     async def _unmatched(self, entry: PaymentEntry, note: str, paid: int, balance: int) -> PaymentOutcome:
-        now_unmatched = await self.store.settle_unmatched(entry.transaction_id, note)
+        now_unmatched = await self.store.ledger.settle_unmatched(entry.transaction_id, note)
         status: PaymentStatus = "unmatched" if now_unmatched else "duplicate"
         return PaymentOutcome(
             status=status,
@@ -77,7 +79,7 @@ class PaymentDesk:
     async def redeliver_stuck_payments(self, request: Reconcile) -> Reconciled:
         """The reconciler: every ledger row left `received` for longer than `older_than` (the
         ingress died after the insert, Temporal did not answer) is delivered again."""
-        stuck = await self.store.stuck_payments(datetime.now(UTC) - request.older_than, request.batch)
+        stuck = await self.store.ledger.stuck(datetime.now(UTC) - request.older_than, request.batch)
         statuses: dict[str, int] = {}
         for entry in stuck:
             activity.heartbeat(entry.transaction_id)

@@ -1,23 +1,23 @@
-"""Every PostgreSQL touch: migrations, the service import, the payments ledger and the renewal
-activities (load, discount lookup, order, payment settlement, activation, closing).
+"""The renewal's PostgreSQL activities: load the service, look up a discount code, create the order,
+settle a payment, activate (with its invoice, P17), close the order, move its deadline.
 
 Idempotency lives in the data: unique keys and `ON CONFLICT`, and state checks under a row lock
-inside one transaction, never an `if` that races.
+inside one transaction, never an `if` that races. The queries the ingress runs itself, the
+migrations, the ledger and the mail log live in `db/`.
 """
-
-import json
-from collections.abc import Sequence
-from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.invoicing import invoice_of_order, issue_invoice  # P17 (issue 17)
+from db.audit import audit
+from db.invoices import invoice_of_order, issue_invoice
+from db.ledger import Ledger, ledger_values
+from db.mail_log import MailLog
+from db.pool import create_pool
+from db.services import Services
 from renewals import errors
-from renewals.billing import BillingData, Seller  # P17 (issue 17)
+from renewals.billing import Seller
 from renewals.calls import (
     Activate,
     Activation,
@@ -28,75 +28,11 @@ from renewals.calls import (
     DiscountLookup,
     FindDiscountCode,
     LoadService,
-    OrderOwner,
     RenewalContext,
     SettlePayment,
 )
 from renewals.dates import add_years, rome_today
-from renewals.messages import PaymentEntry
-from renewals.records import AddonQuantity, DiscountCode, PriceList, Product, ServiceRecord
-
-# Seconds any one statement may take before asyncpg gives up on it (P14).
-COMMAND_TIMEOUT = 10.0
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-
-
-async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply the `NNN_name.sql` files not yet applied, each in its own transaction, in order.
-
-    Returns the versions applied now (none on a second run). An advisory lock keeps two
-    processes starting together from applying the same file twice.
-    """
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    applied_now = []
-    for path in sorted(directory.glob("[0-9][0-9][0-9]_*.sql")):
-        version = path.stem
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(727001)")
-            done = await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", version)
-            if done:
-                continue
-            await conn.execute(path.read_text())
-            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
-            applied_now.append(version)
-    return applied_now
-
-
-async def _audit(conn: asyncpg.Connection, username: str, order_number: str | None, event: str, **detail: Any) -> None:
-    await conn.execute(
-        "INSERT INTO renewal_events (username, order_number, event, detail) VALUES ($1, $2, $3, $4)",
-        username,
-        order_number,
-        event,
-        json.dumps(detail, default=str),
-    )
-
-
-class TransactionConflict(Exception):
-    """A transaction id already in the ledger arrives with other details."""
-
-
-def _ledger_values(entry: PaymentEntry) -> tuple[Any, ...]:
-    """A payment's columns, in the order of every INSERT INTO payments below."""
-    return (
-        entry.transaction_id,
-        entry.order_number,
-        entry.amount_cents,
-        entry.currency,
-        entry.method,
-        entry.registered_at,
-        entry.by_hand,
-    )
-
-
-async def _reset(conn: asyncpg.Connection) -> None:
-    """On release to the pool. asyncpg's default resets session state (RESET ALL, UNLISTEN, advisory
-    unlocks): a round trip per acquire, for state we never set. Only an open transaction matters."""
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
+from renewals.records import DiscountCode
 
 
 def _default_seller() -> Seller:
@@ -106,194 +42,36 @@ def _default_seller() -> Seller:
 
 
 class Store:
-    """The PostgreSQL store, holding one asyncpg pool built at start and passed in."""
+    """The renewal's activities on PostgreSQL, holding one asyncpg pool built at start and passed in,
+    and the tables' owners beside them (`services`, `ledger`, `mail_log`) for the ingress and the CLI."""
 
     def __init__(self, pool: asyncpg.Pool, seller: Seller | None = None) -> None:
         self.pool = pool
+        self.services = Services(pool)
+        self.ledger = Ledger(pool)
+        self.mail_log = MailLog(pool)
         # P17 (issue 17): the issuer of the invoices activate() issues; SELLER_* by default.
         self.seller = seller if seller is not None else _default_seller()
 
     @classmethod
     async def connect(cls, database_url: str, *, max_size: int = 10, seller: Seller | None = None) -> "Store":
-        # Every statement bounded (P14): a hung database fails the call, it never hangs it.
-        pool = await asyncpg.create_pool(
-            database_url, min_size=1, max_size=max_size, reset=_reset, command_timeout=COMMAND_TIMEOUT
-        )
-        return cls(pool, seller)
+        return cls(await create_pool(database_url, max_size), seller)
 
     async def close(self) -> None:
         await self.pool.close()
-
-    # ------------------------------------------------------------ services
-
-    async def upsert_services(self, records: Sequence[ServiceRecord]) -> dict[str, int]:
-        """Insert or update by username, all in one transaction; returns counts."""
-        counts = {"inserted": 0, "updated": 0}
-        async with self.pool.acquire() as conn, conn.transaction():
-            for record in records:
-                inserted = await conn.fetchval(
-                    """
-                    INSERT INTO services (username, holder_name, holder_email, promotional,
-                        purchased_on, expires_on, auto_renew, auto_renew_years,
-                        storage_quota_mb, storage_used_mb, included_users)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                    ON CONFLICT (username) DO UPDATE SET
-                        holder_name = EXCLUDED.holder_name, holder_email = EXCLUDED.holder_email,
-                        promotional = EXCLUDED.promotional, purchased_on = EXCLUDED.purchased_on,
-                        expires_on = EXCLUDED.expires_on, auto_renew = EXCLUDED.auto_renew,
-                        auto_renew_years = EXCLUDED.auto_renew_years,
-                        storage_quota_mb = EXCLUDED.storage_quota_mb,
-                        storage_used_mb = EXCLUDED.storage_used_mb,
-                        included_users = EXCLUDED.included_users, updated_at = now()
-                    RETURNING (xmax = 0)
-                    """,
-                    record.username,
-                    record.holder_name,
-                    record.holder_email,
-                    record.promotional,
-                    record.purchased_on,
-                    record.expires_on,
-                    record.auto_renew,
-                    record.auto_renew_years,
-                    record.storage_quota_mb,
-                    record.storage_used_mb,
-                    record.included_users,
-                )
-                counts["inserted" if inserted else "updated"] += 1
-                await conn.execute("DELETE FROM service_addons WHERE username = $1", record.username)
-                await conn.executemany(
-                    "INSERT INTO service_addons (username, addon, quantity) VALUES ($1, $2, $3)",
-                    [(record.username, line.addon, line.quantity) for line in record.addons],
-                )
-                # P17 (issue 17): the holder's billing data, replaced like the add-ons.
-                billing = record.billing.model_dump_json() if record.billing else None
-                await conn.execute("UPDATE services SET billing = $2 WHERE username = $1", record.username, billing)
-                await _audit(
-                    conn,
-                    record.username,
-                    None,
-                    "service_imported",
-                    expires_on=record.expires_on,
-                    inserted=bool(inserted),
-                )
-        return counts
-
-    async def get_service(self, username: str) -> ServiceRecord | None:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT * FROM services WHERE username = $1", username)
-            if row is None:
-                return None
-            addons = await conn.fetch(
-                "SELECT addon, quantity FROM service_addons WHERE username = $1 ORDER BY addon",
-                username,
-            )
-        fields = {name: row[name] for name in ServiceRecord.model_fields if name not in ("addons", "billing")}
-        billing = BillingData.model_validate_json(row["billing"]) if row["billing"] else None  # P17 (issue 17)
-        return ServiceRecord(
-            **fields,
-            addons=[AddonQuantity(addon=a["addon"], quantity=a["quantity"]) for a in addons],
-            billing=billing,
-        )
-
-    async def price_list(self) -> PriceList:
-        rows = await self.pool.fetch("SELECT * FROM products")
-        return PriceList(products={row["product"]: Product(**dict(row)) for row in rows})
-
-    # ------------------------------------------------------------ payments ledger (ingress side)
-
-    async def receive_payment(self, entry: PaymentEntry) -> datetime:
-        """Write a payment to the ledger before anything else hears of it (P11: whatever it quotes).
-
-        Returns when the ledger took it (a repeat returns the first time). The same transaction
-        id with other details is a TransactionConflict: an error upstream, never a second payment.
-        Whether a repeat is a duplicate is the order's renewal's decision, not the ledger's.
-        """
-        async with self.pool.acquire() as conn:
-            known = await conn.fetchrow(
-                """
-                WITH inserted AS (
-                    INSERT INTO payments (transaction_id, order_number, amount_cents, currency, method,
-                                          registered_at, by_hand)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7)
-                    ON CONFLICT (transaction_id) DO NOTHING
-                    RETURNING order_number, amount_cents, currency, method, received_at
-                )
-                SELECT * FROM inserted
-                UNION ALL
-                SELECT order_number, amount_cents, currency, method, received_at FROM payments
-                WHERE transaction_id = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
-                """,
-                *_ledger_values(entry),
-            )
-        if (known["order_number"], known["amount_cents"], known["currency"], known["method"]) != (
-            entry.order_number,
-            entry.amount_cents,
-            entry.currency,
-            entry.method,
-        ):
-            raise TransactionConflict(
-                f"transaction {entry.transaction_id} was already registered for {known['order_number']!r}, "
-                f"{known['amount_cents']} {known['currency']} by {known['method']}"
-            )
-        received_at: datetime = known["received_at"]
-        return received_at
-
-    async def settle_unmatched(self, transaction_id: str, note: str) -> bool:
-        """Keep a payment no renewal can take (unknown or closed order, P5/P10/P11) for ops.
-        True when it was waiting and is unmatched now; False when it had been settled before."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            order_number = await conn.fetchval(
-                """
-                UPDATE payments SET status = 'unmatched', note = $2, settled_at = now()
-                WHERE transaction_id = $1 AND status = 'received'
-                RETURNING order_number
-                """,
-                transaction_id,
-                note,
-            )
-            if order_number is None:
-                return False
-            username = await conn.fetchval("SELECT username FROM orders WHERE order_number = $1", order_number)
-            await _audit(
-                conn, username or "", order_number, "payment_unmatched", transaction_id=transaction_id, note=note
-            )
-            return True
-
-    async def order_owner(self, order_number: str) -> OrderOwner | None:
-        """Whose order a payment quotes, and what its renewal last recorded as paid; None if unknown."""
-        row = await self.pool.fetchrow(
-            "SELECT username, total_cents, paid_cents FROM orders WHERE order_number = $1", order_number
-        )
-        if row is None:
-            return None
-        return OrderOwner(username=row["username"], total_cents=row["total_cents"], paid_cents=row["paid_cents"])
-
-    async def stuck_payments(self, received_before: datetime, limit: int = 500) -> list[PaymentEntry]:
-        """Ledger rows still `received` (the renewal never heard of them), oldest first."""
-        rows = await self.pool.fetch(
-            """
-            SELECT transaction_id, order_number, amount_cents, currency, method, registered_at, by_hand,
-                   received_at
-            FROM payments WHERE status = 'received' AND received_at < $1
-            ORDER BY received_at LIMIT $2
-            """,
-            received_before,
-            limit,
-        )
-        return [PaymentEntry(**dict(row)) for row in rows]
 
     # ------------------------------------------------------------ activities
 
     @activity.defn
     async def load_service(self, request: LoadService) -> RenewalContext:
-        service = await self.get_service(request.username)
+        service = await self.services.get(request.username)
         if service is None:
             raise ApplicationError(
                 f"no service with username {request.username!r}",
                 type=errors.UNKNOWN_SERVICE,
                 non_retryable=True,
             )
-        return RenewalContext(service=service, prices=await self.price_list())
+        return RenewalContext(service=service, prices=await self.services.price_list())
 
     @activity.defn
     async def find_discount_code(self, request: FindDiscountCode) -> DiscountLookup:
@@ -354,7 +132,7 @@ class Store:
                     for number, line in enumerate(request.lines, start=1)
                 ],
             )
-            await _audit(
+            await audit(
                 conn,
                 request.username,
                 order_number,
@@ -382,7 +160,7 @@ class Store:
                     WHERE payments.status = 'received'
                 RETURNING 1
                 """,
-                *_ledger_values(entry),
+                *ledger_values(entry),
                 outcome.status,
                 outcome.refund_cents,
                 outcome.note,
@@ -397,7 +175,7 @@ class Store:
                     entry.order_number,
                     outcome.paid_cents if outcome.status in ("applied", "partial", "overpaid") else 0,
                 )
-                await _audit(
+                await audit(
                     conn,
                     username,
                     entry.order_number,
@@ -465,7 +243,7 @@ class Store:
                 previous,
                 new,
             )
-            await _audit(
+            await audit(
                 conn,
                 request.username,
                 request.order_number,
@@ -474,7 +252,7 @@ class Store:
                 new_expires_on=new,
                 years=request.years,
             )
-            # P17 (issue 17): the invoice, numbered in this same transaction (activities/invoicing.py);
+            # P17 (issue 17): the invoice, numbered in this same transaction (db/invoices.py);
             # last, so the year's counter row stays locked only until the commit just below.
             invoice = await issue_invoice(
                 conn,
@@ -505,7 +283,7 @@ class Store:
                 request.closed_at,
             )
             if username is not None:
-                await _audit(
+                await audit(
                     conn,
                     username,
                     request.order_number,
@@ -526,7 +304,7 @@ class Store:
                 request.due_by,
             )
             if username is not None:
-                await _audit(
+                await audit(
                     conn,
                     username,
                     request.order_number,
@@ -534,47 +312,3 @@ class Store:
                     due_by=request.due_by,
                     reason=request.reason,
                 )
-
-    # ------------------------------------------------------------ email log (used by mail.py)
-
-    async def claim_email(
-        self,
-        key: str,
-        template: str,
-        recipient: str,
-        subject: str,
-        message_id: str,
-        username: str,
-        order_number: str | None,
-    ) -> str:
-        """Log a logical email before sending it; returns its status ('sending' or 'sent')."""
-        # One statement: a no-op update on conflict makes RETURNING give the existing row.
-        status: str = await self.pool.fetchval(
-            """
-            INSERT INTO email_log (key, template, recipient, subject, message_id, username,
-                                   order_number)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key
-            RETURNING status
-            """,
-            key,
-            template,
-            recipient,
-            subject,
-            message_id,
-            username,
-            order_number,
-        )
-        return status
-
-    async def mark_email_refused(self, key: str, why: str) -> None:
-        await self.pool.execute(
-            "UPDATE email_log SET status = 'refused', note = $2 WHERE key = $1 AND status = 'sending'", key, why
-        )
-
-    async def mark_email_sent(self, key: str, sent_at: datetime) -> None:
-        await self.pool.execute(
-            "UPDATE email_log SET status = 'sent', sent_at = $2 WHERE key = $1 AND status = 'sending'",
-            key,
-            sent_at,
-        )

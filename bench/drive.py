@@ -118,7 +118,7 @@ class Driver:
         """Services to renew, not timed: active, auto-renew off, 40 % storage, one extra user."""
         today = rome_today(datetime.now(UTC))
         for start in range(0, len(usernames), batch):
-            await self.store.upsert_services([_service(name, today) for name in usernames[start : start + batch]])
+            await self.store.services.upsert([_service(name, today) for name in usernames[start : start + batch]])
 
     # ------------------------------------------------------------------ one renewal, the real path
 

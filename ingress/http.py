@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
-from activities.invoicing import invoice_by_number  # P17 (issue 17)
+from db.invoices import invoice_by_number  # P17 (issue 17)
 from ingress import openapi, ui
 from ingress.bounds import REQUEST_DEADLINE_SECONDS, RETRY_AFTER_DEADLINE, ConcurrencyLimit, Deadline
 from ingress.idempotency import HEADER as IDEMPOTENCY_HEADER

@@ -19,7 +19,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.payments import PaymentDesk, closed
-from activities.store import Store, TransactionConflict
+from activities.store import Store
+from db.ledger import TransactionConflict
 from renewals import errors, workflow_id
 from renewals import search_attributes as sa
 from renewals.dates import rome_today
@@ -39,7 +40,8 @@ from renewals.types import Mode, Stage
 from renewals.views import CartView, OrderView, PaymentOutcome, RenewalView, ServiceStatusView
 from workflows.renewal import RenewalWorkflow
 
-# Under the HTTP answer's 15 s (P14): a renewal that does not answer in time is a 503, never a hang.
+# Reads are bounded here; an update is bounded by its caller: the HTTP API's deadline (ingress/bounds.py,
+# P14: a 503 with Retry-After, never a hang), or `update_timeout` for callers without one.
 RPC_TIMEOUT = timedelta(seconds=10)
 
 
@@ -61,12 +63,15 @@ def _from_update_failure(error: WorkflowUpdateFailedError) -> RenewalsError:
 
 
 class Ingress:
-    def __init__(self, client: Client, store: Store, policy: Policy, task_queue: str) -> None:
+    def __init__(
+        self, client: Client, store: Store, policy: Policy, task_queue: str, *, update_timeout: timedelta | None = None
+    ) -> None:
         self.client = client
         self.store = store
         self.policy = policy
         self.task_queue = task_queue
-        self.desk = PaymentDesk(client, store)
+        self.update_timeout = update_timeout
+        self.desk = PaymentDesk(client, store, update_timeout=update_timeout)
 
     # ------------------------------------------------------------------ panel
 
@@ -98,12 +103,14 @@ class Ingress:
         }.get(type(event))
         if update is None:
             raise RenewalsError(errors.INVALID_REQUEST, f"unknown event {event!r}")
-        result: CartView | OrderView = await handle.execute_update(update, event, id=update_id, rpc_timeout=RPC_TIMEOUT)
+        result: CartView | OrderView = await handle.execute_update(
+            update, event, id=update_id, rpc_timeout=self.update_timeout
+        )
         return result
 
     async def open(self, username: str, mode: Mode, *, update_id: str | None = None) -> CartView:
         """Update-with-start: a new renewal, or the one already open for this service (P8)."""
-        if await self.store.get_service(username) is None:
+        if await self.store.services.get(username) is None:
             raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
         start = WithStartWorkflowOperation(
             RenewalWorkflow.run,
@@ -121,7 +128,7 @@ class Ingress:
             OpenRequest(mode=mode),
             start_workflow_operation=start,
             id=update_id,
-            rpc_timeout=RPC_TIMEOUT,
+            rpc_timeout=self.update_timeout,
         )
 
     # ------------------------------------------------------------------ payments
@@ -139,7 +146,7 @@ class Ingress:
     # ------------------------------------------------------------------ reads
 
     async def service(self, username: str, now: datetime | None = None) -> ServiceStatusView:
-        service = await self.store.get_service(username)
+        service = await self.store.services.get(username)
         if service is None:
             raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
         found = eligibility_under(self.policy, service, rome_today(now or datetime.now(UTC)))
@@ -182,7 +189,7 @@ class Ingress:
     async def _ops(self, username: str, update: Any, request: Any) -> OrderView:
         handle = self.client.get_workflow_handle_for(RenewalWorkflow.run, workflow_id(username))
         try:
-            result: OrderView = await handle.execute_update(update, request, rpc_timeout=RPC_TIMEOUT)
+            result: OrderView = await handle.execute_update(update, request, rpc_timeout=self.update_timeout)
             return result
         except WorkflowUpdateFailedError as error:
             raise _from_update_failure(error) from None

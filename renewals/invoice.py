@@ -4,7 +4,7 @@ Pure: `build_invoice` turns an order, the holder's billing data, the seller, the
 date into the XML and its SdI file name, then checks it against the official schema (our copy in
 `renewals/fatturapa/`, offline) and against the rules SdI applies that a schema cannot express
 (`sdi_problems`), and that it reconciles with the order to the cent. An invoice that fails any of
-them is never returned. Storage and numbering are `activities/invoicing.py`'s.
+them is never returned. Storage and numbering are `db/invoices.py`'s.
 
 Built with lxml rather than xsdata-generated models: the document is one fixed shape of about 60
 elements, the element order is the schema's and is checked by the schema on every invoice anyway,
@@ -62,7 +62,7 @@ class InvoiceError(ValueError):
 
 
 class InvoiceOrder(BaseModel):
-    """What an invoice needs from a paid order (`activities/invoicing.py` reads it in the activation's
+    """What an invoice needs from a paid order (`db/invoices.py` reads it in the activation's
     transaction): its lines and totals as `pricing` computed them, the discount, the payment method
     and the renewed period (the day after the previous expiry through the new expiry, P1)."""
 

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from activities.store import apply_migrations
+from db.migrations import apply_migrations
 
 DEMO_PRICES = Path(__file__).resolve().parent / "demo_prices.sql"
 

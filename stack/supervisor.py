@@ -301,9 +301,9 @@ async def seed_demo_services(database_url: str) -> list[str]:
         missing = [
             record
             for record in demo_services(rome_today(datetime.now(UTC)))
-            if await store.get_service(record.username) is None
+            if await store.services.get(record.username) is None
         ]
-        await store.upsert_services(missing)
+        await store.services.upsert(missing)
         return [record.username for record in missing]
     finally:
         await store.close()

@@ -173,7 +173,7 @@ async def new_service(store: Store, **fields: Any) -> ServiceRecord:
     values.update(fields)
     values["holder_email"] = values["holder_email"] or f"{values['username']}@example.com"
     record = ServiceRecord.model_validate(values)
-    await store.upsert_services([record])
+    await store.services.upsert([record])
     return record
 
 

@@ -240,7 +240,7 @@ def test_the_dockerfile_pins_its_base_runs_as_a_user_and_execs_python():
     assert user and user[-1].split(":")[0] not in ("root", "0")
     assert re.search(r'^CMD \["python", "worker.py"\]$', dockerfile, re.MULTILINE)
     # Everything the processes import is copied.
-    for module in ("renewals", "activities", "workflows", "ingress", "stack", "migrations"):
+    for module in ("renewals", "db", "activities", "workflows", "ingress", "stack", "migrations"):
         assert f"COPY {module}/ {module}/" in dockerfile
     assert "COPY worker.py starter.py telemetry.py ./" in dockerfile
     assert ".env" in (ROOT / ".dockerignore").read_text().split()

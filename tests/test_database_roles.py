@@ -58,7 +58,7 @@ async def test_the_runtime_role_writes_rows_and_cannot_change_the_schema(server:
     try:
         # DML of every kind the worker and the ingress use: upsert, sequence, the idempotency table.
         service = await new_service(store)
-        assert (await store.get_service(service.username)) is not None
+        assert (await store.services.get(service.username)) is not None
         assert await store.pool.fetchval("SELECT nextval('order_number_seq')") >= 1
         keys = IdempotencyKeys(store.pool)
 

@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from activities.store import MIGRATIONS_DIR, apply_migrations
+from db.migrations import MIGRATIONS_DIR, apply_migrations
 from stack.database import ensure_database
 from tests.conftest import eventually, stack_env, start_stack, today
 
@@ -120,7 +120,7 @@ async def test_services_import_inserts_then_updates_without_duplicating(postgres
     done = import_file(postgres_url, tmp_path / "services.json", [record(first, expires_on=later, addons=[])])
     assert json.loads(done.stdout) == {"inserted": 0, "updated": 1}
     assert await store.pool.fetchval("SELECT count(*) FROM services WHERE username = $1", first) == 1
-    service = await store.get_service(first)
+    service = await store.services.get(first)
     assert service is not None and str(service.expires_on) == later and service.addons == []
 
 
@@ -136,7 +136,7 @@ async def test_services_import_with_an_invalid_record_applies_none(postgres_url,
     assert "nothing imported" in done.stderr
     assert "record 1: holder_email" in done.stderr and "record 1: expires_on" in done.stderr
     assert "record 2: username" in done.stderr
-    assert await store.get_service(good) is None
+    assert await store.services.get(good) is None
 
 
 def test_services_import_refuses_a_file_that_is_not_a_list(postgres_url, tmp_path):

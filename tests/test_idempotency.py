@@ -31,9 +31,9 @@ from worker import build_worker
 
 
 async def make_order(store: Store, username: str, run_id: str | None = None) -> tuple[CreateOrder, str]:
-    service = await store.get_service(username)
+    service = await store.services.get(username)
     assert service is not None
-    cart = Cart(mode="renew", service=service, prices=await store.price_list())
+    cart = Cart(mode="renew", service=service, prices=await store.services.price_list())
     now = datetime.now(UTC)
     request = CreateOrder(
         workflow_id=f"renewal-{username}",
@@ -103,7 +103,7 @@ async def test_activate_twice_extends_once(store):
     first = await ActivityEnvironment().run(store.activate, request)
     second = await ActivityEnvironment().run(store.activate, request)
     assert first == second and first.new_expires_on == add_years(service.expires_on, 3)
-    renewed = await store.get_service(service.username)
+    renewed = await store.services.get(service.username)
     assert renewed is not None and renewed.expires_on == add_years(service.expires_on, 3)
     assert renewed.addons == [AddonQuantity(addon="extra_users", quantity=3)]
     assert await audit_count(store, number, "activated") == 1
@@ -206,7 +206,7 @@ async def test_activities_failing_twice_after_their_side_effect_double_nothing(e
         result = await handle_of(env.client, service.username).result()
     assert result.stage == Stage.ACTIVATED
     assert await store.pool.fetchval("SELECT count(*) FROM orders WHERE username = $1", service.username) == 1
-    renewed = await store.get_service(service.username)
+    renewed = await store.services.get(service.username)
     assert renewed is not None and renewed.expires_on == add_years(service.expires_on, 1)
     ids = [m["Message-ID"] for m in mail_sink.to(service.holder_email)]
     assert len(ids) == 2 and len(set(ids)) == 2  # instructions and confirmation, once each

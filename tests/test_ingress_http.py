@@ -284,14 +284,14 @@ async def test_p5_payment_registered_in_full_is_applied_and_activates(
     http: httpx.AsyncClient, store: Store, env: Any
 ) -> None:
     username, order = await ordered(http, store)
-    before = (await store.get_service(username)).expires_on  # type: ignore[union-attr]
+    before = (await store.services.get(username)).expires_on  # type: ignore[union-attr]
     outcome = ok(await pay_http(http, order["order_number"], order["total_cents"]))
     assert outcome["status"] == "applied"
     assert outcome["order_number"] == order["order_number"]
     assert outcome["paid_cents"] == order["total_cents"] and outcome["balance_cents"] == 0
     done = await wait_stage(env.client, username, Stage.ACTIVATED)
     assert done.order is not None and done.order.new_expires_on == before.replace(year=before.year + 1)
-    after = await store.get_service(username)
+    after = await store.services.get(username)
     assert after is not None and after.expires_on == done.order.new_expires_on
 
 

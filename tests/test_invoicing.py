@@ -16,8 +16,8 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import pytest
 
-from activities.invoicing import invoice_by_number, invoice_of_order, issue_invoice, outbox, record_sdi_state
 from activities.store import Store
+from db.invoices import invoice_by_number, invoice_of_order, issue_invoice, outbox, record_sdi_state
 from ingress.http import create_app
 from ingress.operations import Ingress
 from ingress.signing import read_payload, signed_headers
@@ -52,7 +52,7 @@ async def awaiting_order(
 ) -> tuple[ServiceRecord, str]:
     """A service and an order awaiting payment, written as the workflow's create_order writes them."""
     service = await new_service(store, billing=billing)
-    lines = order_lines(await store.price_list(), service.addons, [], years)
+    lines = order_lines(await store.services.price_list(), service.addons, [], years)
     now = datetime.now(UTC)
     created = await store.create_order(
         CreateOrder(
@@ -199,7 +199,7 @@ async def test_p17_ops_issue_the_missing_invoice_once_billing_data_is_imported(s
         await read_invoice(settings, order_number)
     with pytest.raises(CliError, match="the service .* has no billing data|has no invoice: missing_billing_data"):
         await read_invoice(settings, order_number, issue=True)  # still none: nothing changes
-    await store.upsert_services([service.model_copy(update={"billing": company_billing()})])
+    await store.services.upsert([service.model_copy(update={"billing": company_billing()})])
     xml = await read_invoice(settings, order_number, issue=True)
     invoice = await invoice_of_order(store.pool, order_number)
     assert invoice is not None and invoice.state == "issued" and invoice.xml == xml
@@ -213,10 +213,10 @@ async def test_p17_ops_issue_the_missing_invoice_once_billing_data_is_imported(s
 
 async def test_p17_billing_data_is_stored_by_import_and_read_back(store):
     service = await new_service(store, billing=person_billing())
-    read = await store.get_service(service.username)
+    read = await store.services.get(service.username)
     assert read is not None and read.billing == person_billing()
-    await store.upsert_services([service.model_copy(update={"billing": None})])
-    read = await store.get_service(service.username)
+    await store.services.upsert([service.model_copy(update={"billing": None})])
+    read = await store.services.get(service.username)
     assert read is not None and read.billing is None
 
 
@@ -272,7 +272,7 @@ async def test_p17_paid_renewal_invoice_is_emailed_readable_by_panel_and_cli(
         "<Nome>Lucia</Nome>",
         f"<IdDocumento>{order.order_number}</IdDocumento>",
         "<TipoCessionePrestazione>SC</TipoCessionePrestazione>",
-        f"<DataFinePeriodo>{(await store.get_service(user)).expires_on.isoformat()}</DataFinePeriodo>",  # type: ignore[union-attr]
+        f"<DataFinePeriodo>{(await store.services.get(user)).expires_on.isoformat()}</DataFinePeriodo>",  # type: ignore[union-attr]
     ):
         assert expected in invoice.xml
 

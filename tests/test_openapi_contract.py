@@ -179,7 +179,7 @@ async def serving(app: ASGIApp, log_level: str = "warning") -> AsyncIterator[str
 @pytest.fixture(scope="module")
 async def served(ingress: Ingress, store: Store) -> AsyncIterator[tuple[FastAPI, CountRequests, str]]:
     # The demo services of `make run`, which the document's examples name.
-    await store.upsert_services(demo_services(today()))
+    await store.services.upsert(demo_services(today()))
     # The production limiter, with room for the fuzzer's bursts; a 429 still comes when it hammers one username.
     app = create_app(ingress, PANEL, PAYMENTS, RateLimiter(rate=20, burst=100))
     counted = CountRequests(app)

@@ -284,7 +284,7 @@ async def test_r7_p1_happy_path_for_each_payment_method(env, store, ingress, mai
     result = await handle_of(env.client, service.username).result()
     new_expiry = add_years(service.expires_on, 2)  # P1: from the old expiry, not from today
     assert (result.stage, result.new_expires_on) == (Stage.ACTIVATED, new_expiry)
-    renewed = await store.get_service(service.username)
+    renewed = await store.services.get(service.username)
     assert renewed is not None and renewed.expires_on == new_expiry
     assert renewed.auto_renew_years == 2  # R5: the term is also the next automatic renewal's
     assert {(a.addon, a.quantity) for a in renewed.addons} == {("extra_users", 1), ("extra_storage", 1)}
@@ -410,7 +410,7 @@ async def test_p3_unpaid_order_lapses_at_the_deadline_and_the_customer_is_told(e
     assert (await order_row(store, order.order_number))["status"] == "expired"
     await emails_to(mail_sink, service.username, "annullato per mancato pagamento")
     assert len([s for s in subjects(mail_sink, service.username) if "Promemoria" in s]) == 3
-    renewed = await store.get_service(service.username)
+    renewed = await store.services.get(service.username)
     assert renewed is not None and renewed.expires_on == service.expires_on
 
 
@@ -469,7 +469,7 @@ async def test_p10_late_payment_after_lapse_is_unmatched_and_revives_nothing(env
     row = await store.pool.fetchrow("SELECT status, note FROM payments WHERE transaction_id = $1", late.transaction_id)
     assert row["status"] == "unmatched" and "closed" in row["note"]
     assert (await order_row(store, order.order_number))["status"] == "expired"
-    renewed = await store.get_service(service.username)
+    renewed = await store.services.get(service.username)
     assert renewed is not None and renewed.expires_on == service.expires_on
 
 

@@ -248,7 +248,7 @@ class RenewalDriver(threading.Thread):
                 )
                 for name in usernames
             ]
-            await store.upsert_services(records)
+            await store.services.upsert(records)
         finally:
             await store.close()
 

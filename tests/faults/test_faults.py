@@ -110,7 +110,7 @@ async def run_with_fault(
         )
         for n in range(RENEWALS)
     ]
-    await ingress.store.upsert_services(services)
+    await ingress.store.services.upsert(services)
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def renew(service: ServiceRecord) -> OrderView:
@@ -151,7 +151,7 @@ async def verify(
     lost += len(services) - activated
     # Each expiry extended exactly once: one year on, not two, not zero.
     for service in services:
-        current = await ingress.store.get_service(service.username)
+        current = await ingress.store.services.get(service.username)
         assert current is not None
         if current.expires_on != add_years(service.expires_on, 1):
             lost += current.expires_on == service.expires_on

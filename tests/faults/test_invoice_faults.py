@@ -89,7 +89,7 @@ async def pay_all_while_killing_the_worker(stack: Stack, ingress: Ingress, renew
         )
         for n in range(renewals)
     ]
-    await ingress.store.upsert_services(services)
+    await ingress.store.services.upsert(services)
     gate = asyncio.Semaphore(20)
 
     async def checkout(service: ServiceRecord) -> OrderView:
@@ -142,7 +142,7 @@ async def pay_all_while_killing_the_worker(stack: Stack, ingress: Ingress, renew
 
     usernames = [s.username for s in services]
     for service in services:
-        current = await ingress.store.get_service(service.username)
+        current = await ingress.store.services.get(service.username)
         assert current is not None and current.expires_on == add_years(service.expires_on, 1)
     rows = await pool.fetch(
         "SELECT order_number, state, progressive, xml FROM invoices WHERE username = ANY($1)", usernames

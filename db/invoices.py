@@ -107,11 +107,11 @@ async def _record_not_issued(conn: asyncpg.Connection, order: InvoiceOrder, stat
         order.quote.total_cents,
         note,
     )
-    await _audit(conn, order, "invoice_" + state, note=note)
+    await audit(conn, order, "invoice_" + state, note=note)
     return StoredInvoice.of(row)
 
 
-async def _audit(conn: asyncpg.Connection, order: InvoiceOrder, event: str, **detail: Any) -> None:
+async def audit(conn: asyncpg.Connection, order: InvoiceOrder, event: str, **detail: Any) -> None:
     await conn.execute(
         "INSERT INTO renewal_events (username, order_number, event, detail) VALUES ($1, $2, $3, $4)",
         order.username,
@@ -191,7 +191,7 @@ async def issue_invoice(
                 raise RuntimeError(f"order {order_number} got its invoice concurrently; retry")
     except InvoiceError as error:
         return await _record_not_issued(conn, order, INVALID, str(error))
-    await _audit(conn, order, "invoice_issued", number=invoice.number, file_name=invoice.file_name)
+    await audit(conn, order, "invoice_issued", number=invoice.number, file_name=invoice.file_name)
     return StoredInvoice.of(row)
 
 

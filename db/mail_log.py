@@ -1,0 +1,53 @@
+"""The mail log: one row per logical email, claimed before it is sent, so a retried activity never
+sends the same email twice; refusals recorded for ops."""
+
+from datetime import datetime
+
+import asyncpg
+
+
+class MailLog:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def claim(
+        self,
+        key: str,
+        template: str,
+        recipient: str,
+        subject: str,
+        message_id: str,
+        username: str,
+        order_number: str | None,
+    ) -> str:
+        """Log a logical email before sending it; returns its status ('sending' or 'sent')."""
+        # One statement: a no-op update on conflict makes RETURNING give the existing row.
+        status: str = await self.pool.fetchval(
+            """
+            INSERT INTO email_log (key, template, recipient, subject, message_id, username,
+                                   order_number)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key
+            RETURNING status
+            """,
+            key,
+            template,
+            recipient,
+            subject,
+            message_id,
+            username,
+            order_number,
+        )
+        return status
+
+    async def mark_refused(self, key: str, why: str) -> None:
+        await self.pool.execute(
+            "UPDATE email_log SET status = 'refused', note = $2 WHERE key = $1 AND status = 'sending'", key, why
+        )
+
+    async def mark_sent(self, key: str, sent_at: datetime) -> None:
+        await self.pool.execute(
+            "UPDATE email_log SET status = 'sent', sent_at = $2 WHERE key = $1 AND status = 'sending'",
+            key,
+            sent_at,
+        )

@@ -1,0 +1,87 @@
+"""Service records as provisioning describes them (`services import`), and the price list."""
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from db.audit import audit
+from renewals.billing import BillingData
+from renewals.records import AddonQuantity, PriceList, Product, ServiceRecord
+
+
+class Services:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def upsert(self, records: Sequence[ServiceRecord]) -> dict[str, int]:
+        """Insert or update by username, all in one transaction; returns counts."""
+        counts = {"inserted": 0, "updated": 0}
+        async with self.pool.acquire() as conn, conn.transaction():
+            for record in records:
+                inserted = await conn.fetchval(
+                    """
+                    INSERT INTO services (username, holder_name, holder_email, promotional,
+                        purchased_on, expires_on, auto_renew, auto_renew_years,
+                        storage_quota_mb, storage_used_mb, included_users)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    ON CONFLICT (username) DO UPDATE SET
+                        holder_name = EXCLUDED.holder_name, holder_email = EXCLUDED.holder_email,
+                        promotional = EXCLUDED.promotional, purchased_on = EXCLUDED.purchased_on,
+                        expires_on = EXCLUDED.expires_on, auto_renew = EXCLUDED.auto_renew,
+                        auto_renew_years = EXCLUDED.auto_renew_years,
+                        storage_quota_mb = EXCLUDED.storage_quota_mb,
+                        storage_used_mb = EXCLUDED.storage_used_mb,
+                        included_users = EXCLUDED.included_users, updated_at = now()
+                    RETURNING (xmax = 0)
+                    """,
+                    record.username,
+                    record.holder_name,
+                    record.holder_email,
+                    record.promotional,
+                    record.purchased_on,
+                    record.expires_on,
+                    record.auto_renew,
+                    record.auto_renew_years,
+                    record.storage_quota_mb,
+                    record.storage_used_mb,
+                    record.included_users,
+                )
+                counts["inserted" if inserted else "updated"] += 1
+                await conn.execute("DELETE FROM service_addons WHERE username = $1", record.username)
+                await conn.executemany(
+                    "INSERT INTO service_addons (username, addon, quantity) VALUES ($1, $2, $3)",
+                    [(record.username, line.addon, line.quantity) for line in record.addons],
+                )
+                # P17 (issue 17): the holder's billing data, replaced like the add-ons.
+                billing = record.billing.model_dump_json() if record.billing else None
+                await conn.execute("UPDATE services SET billing = $2 WHERE username = $1", record.username, billing)
+                await audit(
+                    conn,
+                    record.username,
+                    None,
+                    "service_imported",
+                    expires_on=record.expires_on,
+                    inserted=bool(inserted),
+                )
+        return counts
+
+    async def get(self, username: str) -> ServiceRecord | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM services WHERE username = $1", username)
+            if row is None:
+                return None
+            addons = await conn.fetch(
+                "SELECT addon, quantity FROM service_addons WHERE username = $1 ORDER BY addon",
+                username,
+            )
+        fields = {name: row[name] for name in ServiceRecord.model_fields if name not in ("addons", "billing")}
+        billing = BillingData.model_validate_json(row["billing"]) if row["billing"] else None  # P17 (issue 17)
+        return ServiceRecord(
+            **fields,
+            addons=[AddonQuantity(addon=a["addon"], quantity=a["quantity"]) for a in addons],
+            billing=billing,
+        )
+
+    async def price_list(self) -> PriceList:
+        rows = await self.pool.fetch("SELECT * FROM products")
+        return PriceList(products={row["product"]: Product(**dict(row)) for row in rows})
