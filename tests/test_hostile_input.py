@@ -646,7 +646,7 @@ def test_usernames_with_quotes_never_reach_sql(
     services = "SELECT md5(string_agg(s::text, '|' ORDER BY username)) FROM services s"
     before, checksum = run(settled_snapshot(env, store)), run(store.pool.fetchval(services))
     looked_up: list[str] = []
-    real_get_service = store.get_service
+    real_get_service = store.services.get
 
     async def spy(username: str) -> Any:
         looked_up.append(username)
@@ -672,12 +672,12 @@ def test_usernames_with_quotes_never_reach_sql(
         assert refusal(response, b"", {404})["error"] == "unknown_service"
         assert looked_up == [username]  # the text travelled unchanged, as $1
 
-    store.get_service = spy  # type: ignore[method-assign]
+    store.services.get = spy  # type: ignore[method-assign]
     try:
         quoted()
         parameter()
     finally:
-        del store.get_service  # back to the class's method
+        del store.services.get  # back to the class's method
     assert run(store.pool.fetchval(services)) == checksum
     assert run(snapshot(env, store)) == before
 
