@@ -92,7 +92,10 @@ class Cart(Model):
         available = [
             AddonQuantity(
                 addon=addon,
-                quantity=alert.suggested_packs if addon == "extra_storage" and alert and alert.suggested_packs else 1,
+                # A suggestion, capped at what one service may hold (past it the cart refuses the add-on).
+                quantity=min(alert.suggested_packs, MAX_ADDON_QUANTITY)
+                if addon == "extra_storage" and alert and alert.suggested_packs
+                else 1,
             )
             for addon in ADDONS
             if addon not in owned

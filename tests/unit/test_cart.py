@@ -4,7 +4,7 @@ from datetime import date, timedelta
 
 from renewals.cart import Cart
 from renewals.records import AddonQuantity, DiscountCode, PriceList, Product, ServiceRecord
-from renewals.types import Stage
+from renewals.types import MAX_ADDON_QUANTITY, Stage
 
 TODAY = date(2025, 6, 1)
 PRICES = PriceList(
@@ -134,3 +134,21 @@ def test_r4_view_carries_the_alert_and_suggests_its_packs():
         "suggested_packs": 3,
     }
     assert ("extra_storage", 3) in pairs(view.available_addons)
+
+
+def test_issue12_a_storage_suggestion_past_the_add_on_limit_is_capped_at_the_limit():
+    # 100 GB used of a 1 MB quota over one day: the estimate asks for far more packs than a service may hold.
+    service = ServiceRecord(
+        username="huge",
+        holder_name="Huge",
+        holder_email="huge@example.com",
+        purchased_on=date(2026, 1, 1),
+        expires_on=date(2026, 12, 31),
+        auto_renew=False,
+        storage_quota_mb=1,
+        storage_used_mb=100_000_000,
+    )
+    view = Cart(mode="renew", service=service, prices=PRICES).view(Stage.CART, date(2026, 1, 2))
+    assert view.storage_alert is not None and view.storage_alert.suggested_packs > MAX_ADDON_QUANTITY
+    storage = [line for line in view.available_addons if line.addon == "extra_storage"]
+    assert storage == [AddonQuantity(addon="extra_storage", quantity=MAX_ADDON_QUANTITY)]
