@@ -198,10 +198,11 @@ class RenewalsModel(RuleBasedStateMachine):
         auto_renew: bool,
     ) -> str:
         self.step()
-        if quota > 1000 * 1024 and use > 100:
-            # Known bug, kept out until fixed: a suggestion past the add-on limit fails the workflow
-            # task (tests/test_issue12_items.py::test_item02_a_storage_suggestion_past_the_addon_limit_...).
-            use = 100
+        if quota > 1000 * 1024 and use > 71:
+            # Known bug, kept out until fixed: a storage suggestion past the add-on limit (over 1000
+            # packs of 1 GiB) fails the workflow task
+            # (tests/test_issue12_items.py::test_item02_a_storage_suggestion_past_the_addon_limit_...).
+            use = 71
         username = f"m-{uuid.uuid4().hex[:10]}"
         expires_on = today() + timedelta(days=expiry) if isinstance(expiry, int) else expiry
         purchased_on = min(date(2024, 2, 29), expires_on)
@@ -351,6 +352,8 @@ class RenewalsModel(RuleBasedStateMachine):
             self.run(self.ingress.extend(username, days, "model test"))
         except RenewalsError:
             pass
+        except RPCError as error:
+            raise Violation(f"I1: ops extend on {username}: {error}") from None
 
     @rule(username=services)
     def ops_cancel(self, username: str) -> None:
@@ -359,6 +362,8 @@ class RenewalsModel(RuleBasedStateMachine):
             self.run(self.ingress.cancel(username, "model test"))
         except RenewalsError:
             pass
+        except RPCError as error:
+            raise Violation(f"I1: ops cancel on {username}: {error}") from None
 
     @rule(username=services, days=st.sampled_from([1, 3, 4, 7, 8, 15, 31, 91]))
     def time_passes(self, username: str, days: int) -> None:
@@ -572,7 +577,8 @@ async def test_invariants_soak(env, store, ingress, mail_sink, worker) -> None:
     """`make soak`: fresh random sequences for SOAK_MINUTES; prints what it tried and what broke."""
     run_machine(asyncio.get_running_loop(), env, store, ingress, mail_sink)
     minutes = float(os.environ["SOAK_MINUTES"])
-    chosen = model_settings(max_examples=1, stateful_step_count=30, phases=[Phase.generate])
+    # Batches of 40 sequences (a batch's first is hypothesis's simplest; the others random), until time is up.
+    chosen = model_settings(max_examples=40, stateful_step_count=30, phases=[Phase.generate])
     violations: list[str] = []
     Stats.reset()
     started = time.monotonic()
