@@ -66,7 +66,9 @@ from workflows.renewal import RenewalWorkflow
 
 STAGES = {"CART", "AWAITING_PAYMENT", "ACTIVATED", "CART_ABANDONED", "ORDER_EXPIRED", "CANCELLED", "REFUSED"}
 OPEN_STAGES = {"CART", "AWAITING_PAYMENT"}
-STEP_TIMEOUT = 90.0  # a step that takes longer is a wedge (I1/I5)
+STEP_TIMEOUT = 90.0
+# MODEL_KNOWN_BUGS=1 lets the generator reach the bugs kept as strict xfails (see import_service).
+KNOWN_BUGS = os.environ.get("MODEL_KNOWN_BUGS") == "1"  # a step that takes longer is a wedge (I1/I5)
 
 NAMES = [
     "Mario Rossi",
@@ -148,6 +150,8 @@ class RenewalsModel(RuleBasedStateMachine):
             return future.result()
         except TimeoutError:
             raise Violation(f"I1/I5: a step did not finish within {STEP_TIMEOUT} s") from None
+        except RPCError as error:  # Temporal refused a read or an update: a renewal is wedged
+            raise Violation(f"I1: {error}") from None
 
     def step(self) -> None:
         Stats.steps += 1
@@ -198,11 +202,11 @@ class RenewalsModel(RuleBasedStateMachine):
         auto_renew: bool,
     ) -> str:
         self.step()
-        if quota > 1000 * 1024 and use > 71:
+        if quota > 100 * 1024 and not KNOWN_BUGS:
             # Known bug, kept out until fixed: a storage suggestion past the add-on limit (over 1000
-            # packs of 1 GiB) fails the workflow task
+            # packs of 1 GiB: a 1 TiB quota, or after a 10-year renewal) fails the workflow task
             # (tests/test_issue12_items.py::test_item02_a_storage_suggestion_past_the_addon_limit_...).
-            use = 71
+            quota = 100 * 1024
         username = f"m-{uuid.uuid4().hex[:10]}"
         expires_on = today() + timedelta(days=expiry) if isinstance(expiry, int) else expiry
         purchased_on = min(date(2024, 2, 29), expires_on)
@@ -296,7 +300,8 @@ class RenewalsModel(RuleBasedStateMachine):
         if not self.keys:
             return
         self.step()
-        key = data.draw(st.sampled_from(sorted(self.keys)))
+        # An index, not a sample of the keys: the keys are random, and a draw must not depend on them.
+        key = sorted(self.keys)[data.draw(st.integers(min_value=0, max_value=1000)) % len(self.keys)]
         username, event = self.keys[key]
         before = self.run(self.renewal(username))
         response = self.panel(event, key)
