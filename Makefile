@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run servers stop test lint faults stack-signals contract-soak screenshot bench lock clean
+.PHONY: install run servers stop test lint faults stack-signals contract-soak soak screenshot bench lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ stack-signals: install
 screenshot: install
 	$(PY) -m pip install --quiet -e '.[dev,local,browser]'
 	$(PY) -m stack.screenshot --username $(or $(USERNAME),demo-storage95) --out docs/renewal-ui.png
+
+## The invariants I1–I6 of issue 12 under fresh random sequences for SOAK_MINUTES (20) instead of
+## `make test`'s fixed 25; prints the sequences and steps tried and every violation found.
+soak: install
+	SOAK_MINUTES=$(or $(SOAK_MINUTES),20) $(PY) -m pytest tests/test_invariants_model.py -k soak \
+		--timeout 0 -s -q -p no:cacheprovider
 
 ## The benchmark on a stack of its own; results in bench/results/. Sizes: `python -m bench --help`,
 ## e.g. `make bench BENCH_ARGS='--pending 10000'` for the README's headline figures.
