@@ -544,6 +544,14 @@ async def finishes(handle: Any, within: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
+def describe(error: BaseException) -> str:
+    """The violation's first line, and those of what hypothesis wraps (a failure that did not
+    replay is reported as 'Inconsistent results' with the first failure inside)."""
+    line = (str(error).splitlines() or [type(error).__name__])[0][:500]
+    inner = [describe(sub) for sub in getattr(error, "exceptions", ())]
+    return " | ".join([line, *inner])
+
+
 def model_settings(**overrides: Any) -> settings:
     return settings(
         deadline=None,
@@ -591,7 +599,7 @@ async def test_invariants_soak(env, store, ingress, mail_sink, worker) -> None:
         try:
             await asyncio.to_thread(run_state_machine_as_test, RenewalsModel, settings=chosen)
         except Exception as error:  # noqa: BLE001 - each violation is counted and printed, the soak goes on
-            violations.append(str(error).splitlines()[0][:500])
+            violations.append(describe(error))
     took = (time.monotonic() - started) / 60
     print(f"\nsoak: {Stats.sequences} sequences, {Stats.steps} steps in {took:.1f} min; {len(violations)} violations")
     print(f"soak: what the steps met: {Stats.summary()}")
