@@ -506,15 +506,17 @@ class RenewalsModel(RuleBasedStateMachine):
         self.run(self._i4())
 
     async def _i4(self) -> None:
-        messages = self.mail_sink.messages()
+        if not self.initial_expiry:
+            return
+        # This sequence's mail only: the sink is the session's, and each address carries its username.
+        ours = tuple(self.initial_expiry)
+        messages = [m for m in self.mail_sink.messages() if any(name in str(m["To"]) for name in ours)]
         seen: dict[str, str] = {}
         for message in messages:
             mid, key = str(message["Message-ID"]), str(message["X-Renewals-Key"])
             check(mid not in seen, f"I4: {key} sent twice (Message-ID {mid})")
             seen[mid] = key
         keys = set(seen.values())
-        if not self.initial_expiry:
-            return
         rows = await self.store.pool.fetch(
             "SELECT order_number, workflow_id, run_id FROM orders WHERE username = ANY($1)", sorted(self.initial_expiry)
         )
