@@ -40,6 +40,12 @@ def italian_date(value: date | datetime | None) -> str:
     return value.strftime("%d/%m/%Y")
 
 
+def _days(days: int | None) -> str:
+    if days is None:
+        return ""
+    return "1 giorno" if days == 1 else f"{days} giorni"
+
+
 def message_id(key: str) -> str:
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{MESSAGE_ID_DOMAIN}>"
 
@@ -71,6 +77,11 @@ def render(request: SendEmail) -> tuple[str, str]:
         "postal_account": how.postal_slip.account,
         "postal_beneficiary": how.postal_slip.beneficiary,
         "payment_reason": how.bank_transfer.reason,
+        "expires_on": italian_date(request.expires_on),
+        "days_left": _days(request.days_left),
+        "reactivate_until": italian_date(request.reactivate_until),
+        "charge_on": italian_date(request.charge_on),
+        "action_url": request.action_url or "",
     }
     subject, body = _template(request.template)
     return sendable(subject.substitute(values)), sendable(body.substitute(values))

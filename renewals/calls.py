@@ -16,6 +16,11 @@ EmailTemplate = Literal[
     "order_lapsed",
     "order_cancelled",
     "renewal_confirmed",
+    # The service's year (P15, P16): sent by the daily run, the expired one also by a lapsed
+    # automatic order (the same mail-log key, renewals.year.notice_key: one email).
+    "expiry_notice",
+    "service_expired",
+    "service_ceased",
 ]
 
 
@@ -123,6 +128,12 @@ class SendEmail(Model):
     reminder_number: int | None = None
     reason: str | None = None
     instructions: PaymentInstructions | None = None
+    # The service's year (P15, P16).
+    expires_on: date | None = None
+    days_left: int | None = None
+    reactivate_until: date | None = None
+    charge_on: date | None = None
+    action_url: str | None = None
 
 
 class EmailSent(Model):

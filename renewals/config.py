@@ -17,6 +17,7 @@ from renewals.billing import Address, Cap, CodiceFiscale, Iban, PartitaIva, Prov
 from renewals.durations import parse_duration, parse_durations
 from renewals.messages import Policy
 from renewals.payments import BENEFICIARY, IBAN
+from renewals.year import YearPolicy
 
 # The README's local values: anyone may sign with them, so only loopback accepts them.
 DEV_SECRETS = {"PANEL_SECRET": "dev-panel-secret", "PAYMENTS_SECRET": "dev-payments-secret"}
@@ -37,6 +38,18 @@ def _duration(value: Any) -> Any:
 
 def _durations(value: Any) -> Any:
     return parse_durations(value) if isinstance(value, str) else value
+
+
+def _whole_days(value: Any) -> Any:
+    """`30d,7d,1d` (P15): whole calendar days, any order, each once; kept largest first."""
+    if not isinstance(value, str):
+        return value
+    days = [parse_duration(part) for part in value.split(",") if part.strip()]
+    if any(day % timedelta(days=1) or day <= timedelta(0) for day in days):
+        raise ValueError("write whole days, e.g. 30d,7d,1d")
+    if len(set(days)) != len(days):
+        raise ValueError("each day once, e.g. 30d,7d,1d")
+    return sorted((day.days for day in days), reverse=True)
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
@@ -104,6 +117,18 @@ class Settings(BaseSettings):
     cart_idle: Duration = Field(timedelta(days=7), alias="RENEWALS_CART_IDLE")
     reactivation_window: Duration = Field(timedelta(days=90), alias="RENEWALS_REACTIVATION_WINDOW")
     instant_payment_grace: Duration = Field(timedelta(minutes=15), alias="RENEWALS_INSTANT_PAYMENT_GRACE")
+    # The service's year (P15, P16): notices this many Rome calendar days before expiry (auto-renew
+    # off), the automatic order this long before it (auto-renew on), the daily run at this Rome time.
+    expiry_notices: Annotated[list[int], NoDecode, BeforeValidator(_whole_days)] = Field(
+        [30, 7, 1], alias="RENEWALS_EXPIRY_NOTICES"
+    )
+    auto_renew_lead: Duration = Field(timedelta(days=30), alias="RENEWALS_AUTO_RENEW_LEAD")
+    daily_at: str = Field("06:00", alias="RENEWALS_DAILY_AT", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    # Where a card or PayPal automatic order's charge_requested event is POSTed, signed with
+    # PAYMENTS_SECRET (P16); unset: the request is only recorded (charge_requests), as locally.
+    # The customer's pages as customers reach them: the Renew and Reactivate action in the notices.
+    panel_ui_url: str = Field("http://127.0.0.1:8000/ui/", alias="PANEL_UI_URL")
+    payments_webhook_url: Annotated[str | None, Unset] = Field(None, alias="PAYMENTS_WEBHOOK_URL")
     # The ledger reconciler's period: a payment left `received` longer is delivered again (I2).
     reconcile_every: Duration = Field(timedelta(minutes=5), alias="RENEWALS_RECONCILE_EVERY")
     # Temporal Cloud or a secured cluster: an mTLS client certificate and key (PEM files), or an API
@@ -180,6 +205,21 @@ class Settings(BaseSettings):
                 provincia=self.seller_provincia,
             ),
             iban=self.seller_iban,
+        )
+
+    @field_validator("auto_renew_lead")
+    @classmethod
+    def _lead_in_days(cls, value: timedelta) -> timedelta:
+        if value % timedelta(days=1) or value < timedelta(0):
+            raise ValueError("write whole days, e.g. 30d")
+        return value
+
+    def year(self) -> YearPolicy:
+        """The daily run's calendar (P15, P16)."""
+        return YearPolicy(
+            notice_days=list(self.expiry_notices),
+            auto_renew_lead_days=self.auto_renew_lead.days,
+            reactivation_days=self.reactivation_window.days,
         )
 
     def policy(self) -> Policy:
