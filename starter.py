@@ -12,6 +12,7 @@
     python starter.py ops cancel USERNAME --reason TEXT
     python starter.py ops extend USERNAME --days N --reason TEXT
     python starter.py ops pay JSON                  register a payment by hand (ledger first)
+    python starter.py ops day [--day YYYY-MM-DD]    run a day of the service's year now (notices, automatic orders)
 
 `event`, `payment`, `status` and `service` go through the HTTP API, signed like the panel's
 requests; `services` and `ops` talk to PostgreSQL and Temporal directly. JSON is an argument,
@@ -25,8 +26,9 @@ import contextlib
 import json
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Generator
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -39,8 +41,11 @@ from activities.store import Store
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
 from ingress.signing import read_payload, signed_headers
+from renewals import DAILY_SCHEDULE_ID
 from renewals.config import Settings, load_settings, require_safe_exposure
+from renewals.dates import rome_today
 from renewals.events import PaymentRegistered
+from renewals.messages import DayRun
 from renewals.records import ServiceImport, ServiceRecord
 
 
@@ -253,7 +258,25 @@ def parser() -> argparse.ArgumentParser:
     extend.add_argument("--days", type=int, required=True)
     extend.add_argument("--reason", required=True)
     ops.add_parser("pay", help="register a payment by hand").add_argument("json")
+    day = ops.add_parser("day", help="run a day of the service's year now: its notices and automatic orders")
+    day.add_argument("--day", type=date.fromisoformat, help="YYYY-MM-DD (Rome); today by default")
     return root
+
+
+async def run_day(settings: Settings, day: date | None) -> dict[str, Any]:
+    """P15, P16: the daily Schedule's work for one day, run by hand (a re-run sends nothing twice)."""
+    from worker import connect
+    from workflows.year import ServiceYearDay
+
+    day = day or rome_today(datetime.now(UTC))
+    client = await connect(settings)
+    report = await client.execute_workflow(
+        ServiceYearDay.run,
+        DayRun(day=day, year=settings.year(), action_url=settings.panel_ui_url),
+        id=f"{DAILY_SCHEDULE_ID}-{day}-by-hand-{uuid.uuid4().hex[:6]}",
+        task_queue=settings.temporal_task_queue,
+    )
+    return report.model_dump(mode="json")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> Any:
@@ -269,6 +292,8 @@ def run(args: argparse.Namespace, settings: Settings) -> Any:
         return asyncio.run(import_services(settings, args.file))
     if args.command == "invoice":  # P17 (issue 17)
         return asyncio.run(read_invoice(settings, args.number, issue=args.issue))
+    if args.action == "day":
+        return asyncio.run(run_day(settings, args.day))
     if args.action == "pay":
         try:
             event = TypeAdapter(PaymentRegistered).validate_json(read_json(args.json), strict=True)

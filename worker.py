@@ -17,9 +17,11 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
+    ScheduleRange,
     ScheduleSpec,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -30,32 +32,46 @@ from temporalio.worker import Worker
 from activities.mail import Mailer
 from activities.payments import RECONCILER_UPDATE_TIMEOUT, PaymentDesk
 from activities.store import Store
-from renewals import RECONCILER_SCHEDULE_ID
+from activities.year import StartAutoRenewal, YearDesk
+from renewals import DAILY_SCHEDULE_ID, RECONCILER_SCHEDULE_ID
 from renewals.config import Settings, load_settings
-from renewals.messages import Reconcile
+from renewals.messages import DayRun, Policy, Reconcile
 from telemetry import ActivityLog, configure_logging, worker_runtime
 from workflows.reconciler import LedgerReconciler
 from workflows.renewal import RenewalWorkflow
+from workflows.year import ServiceYearDay
 
 log = logging.getLogger("renewals.worker")
 
 # How long a stopping worker lets running activities finish; a container's stop grace period
 # (docker-compose.yml) must be longer, or they are killed half-way.
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+# How far back the daily run catches up missed days after downtime.
+DAILY_CATCHUP = timedelta(days=7)
 
 
 def build_worker(
-    client: Client, store: Store, mailer: Mailer, task_queue: str, *, max_cached_workflows: int = 500
+    client: Client,
+    store: Store,
+    mailer: Mailer,
+    task_queue: str,
+    *,
+    max_cached_workflows: int = 500,
+    policy: Policy | None = None,
 ) -> Worker:
-    """One worker for the workflow and every activity; tests build theirs the same way."""
+    """One worker for the workflows and every activity; tests build theirs the same way. `policy`
+    is what the daily run starts automatic renewals with (the environment's by default)."""
     desk = PaymentDesk(client, store, update_timeout=RECONCILER_UPDATE_TIMEOUT)
+    year = YearDesk(store, mailer, auto_renewal_starter(client, task_queue, policy or load_settings().policy()))
     return Worker(
         client,
         task_queue=task_queue,
         max_cached_workflows=max_cached_workflows,
-        workflows=[RenewalWorkflow, LedgerReconciler],
+        workflows=[RenewalWorkflow, LedgerReconciler, ServiceYearDay],
         activities=[
             desk.redeliver_stuck_payments,
+            year.send_notices,
+            year.start_auto_renewals,
             store.load_service,
             store.find_discount_code,
             store.create_order,
@@ -81,6 +97,33 @@ async def ensure_reconciler_schedule(client: Client, task_queue: str, every: tim
     )
     try:
         await client.create_schedule(RECONCILER_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        pass
+
+
+def auto_renewal_starter(client: Client, task_queue: str, policy: Policy) -> StartAutoRenewal:
+    async def start(username: str) -> bool:
+        raise NotImplementedError("automatic renewal: merged from issue-15-auto-renew")
+
+    return start
+
+
+async def ensure_daily_schedule(client: Client, task_queue: str, settings: Settings) -> None:
+    """The service's year (P15, P16): one run a day at RENEWALS_DAILY_AT in the Rome calendar.
+    Missed days (the cluster down) are caught up, each run doing the day it was meant for; runs
+    never overlap. Created once; a second worker finds it (change it with `temporal schedule`)."""
+    hour, minute = (int(part) for part in settings.daily_at.split(":"))
+    run = DayRun(year=settings.year(), action_url=settings.panel_ui_url)
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(ServiceYearDay.run, run, id=DAILY_SCHEDULE_ID, task_queue=task_queue),
+        spec=ScheduleSpec(
+            calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])],
+            time_zone_name="Europe/Rome",
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ALL, catchup_window=DAILY_CATCHUP),
+    )
+    try:
+        await client.create_schedule(DAILY_SCHEDULE_ID, schedule)
     except ScheduleAlreadyRunningError:
         pass
 
@@ -127,6 +170,7 @@ async def main() -> None:
         client, store, mailer, settings.temporal_task_queue, max_cached_workflows=settings.worker_max_cached_workflows
     )
     await ensure_reconciler_schedule(client, settings.temporal_task_queue, settings.reconcile_every)
+    await ensure_daily_schedule(client, settings.temporal_task_queue, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -87,6 +87,30 @@ def render(request: SendEmail) -> tuple[str, str]:
     return sendable(subject.substitute(values)), sendable(body.substitute(values))
 
 
+def compose(request: SendEmail, sender: str, subject: str, mid: str) -> EmailMessage:
+    """The message's headers (the body is set by the caller); ValueError for an address no email
+    can be built for."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient(request.to_name, request.to_email)
+    message["Subject"] = one_line(subject)
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = mid
+    message["X-Renewals-Key"] = request.key
+    return message
+
+
+def permanent_refusal(error: aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPResponseException) -> str | None:
+    """Why the server refused for good (5xx), or None for a refusal that may heal (4xx)."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refused.code for refused in error.recipients]
+        if codes and all(500 <= code < 600 for code in codes):
+            first = error.recipients[0]
+            return f"the recipient was refused: {first.code} {first.message}"
+        return None
+    return f"{error.code} {error.message}" if 500 <= error.code < 600 else None
+
+
 class Mailer:
     """SMTP delivery with the email log in PostgreSQL; built once in worker.py."""
 
@@ -116,17 +140,10 @@ class Mailer:
                 f"the email {request.key} was refused for good before", type=errors.MAIL_REJECTED, non_retryable=True
             )
         try:
-            to = recipient(request.to_name, request.to_email)
+            message = compose(request, self.sender, subject, mid)
         except ValueError as error:
             # An address no email can be built for will not heal by retrying: a recorded refusal.
             raise await self._rejected(request, str(error)) from None
-        message = EmailMessage()
-        message["From"] = self.sender
-        message["To"] = to
-        message["Subject"] = one_line(subject)
-        message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = mid
-        message["X-Renewals-Key"] = request.key
         invoice = await self._invoice(request)  # P17 (issue 17)
         if invoice is not None:
             body += INVOICE_NOTE.format(number=invoice.number, file_name=invoice.file_name)
@@ -139,18 +156,11 @@ class Mailer:
             # the retry that replaces it (aiosmtplib's own timeout is per command).
             async with asyncio.timeout(20):
                 await aiosmtplib.send(message, hostname=self.host, port=self.port, timeout=20)
-        except aiosmtplib.SMTPRecipientsRefused as error:
-            codes = [refused.code for refused in error.recipients]
-            if codes and all(500 <= code < 600 for code in codes):
-                first = error.recipients[0]
-                raise await self._rejected(
-                    request, f"the recipient was refused: {first.code} {first.message}"
-                ) from error
-            raise
-        except aiosmtplib.SMTPResponseException as error:
-            if 500 <= error.code < 600:
-                raise await self._rejected(request, f"{error.code} {error.message}") from error
-            raise
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as error:
+            why = permanent_refusal(error)
+            if why is None:
+                raise
+            raise await self._rejected(request, why) from error
         await self._record_sent(request.key)
         return EmailSent(message_id=mid, already_sent=False)
 

@@ -38,3 +38,7 @@ CREATE TABLE charge_requests (
     requested_at     timestamptz NOT NULL DEFAULT now(),
     acknowledged_at  timestamptz
 );
+
+-- Who claimed a notice in the mail log (the daily run's activity): a retry of that activity takes
+-- its own unsent claims again, an overlapping run never takes another's (P15).
+ALTER TABLE email_log ADD COLUMN claimed_by text;

@@ -9,6 +9,9 @@ WORKFLOW_TYPE = "RenewalWorkflow"
 REGISTER_PAYMENT = "register_payment"
 RECONCILER_WORKFLOW_TYPE = "LedgerReconciler"
 RECONCILER_SCHEDULE_ID = "ledger-reconciler"
+# The service's year (P15, P16): one Schedule in the Rome calendar starts each day's run.
+DAILY_WORKFLOW_TYPE = "ServiceYearDay"
+DAILY_SCHEDULE_ID = "service-year"
 
 
 def workflow_id(username: str) -> str:

@@ -4,7 +4,7 @@ histories: add optional fields only."""
 from datetime import date, datetime
 from typing import Literal
 
-from renewals.messages import PaymentEntry
+from renewals.messages import DayCount, PaymentEntry
 from renewals.records import AddonQuantity, DiscountCode, OrderLine, PriceList, Quote, ServiceRecord
 from renewals.types import Mode, Model, PaymentMethod, Username
 from renewals.views import PaymentInstructions, PaymentOutcome
@@ -139,3 +139,21 @@ class SendEmail(Model):
 class EmailSent(Model):
     message_id: str
     already_sent: bool
+
+
+class DuePage(Model):
+    """One page of a day's work of one kind (P15, P16): services past `after` in username order."""
+
+    day: date
+    kind: str
+    expires_on: date
+    auto_renew: bool
+    after: str = ""
+    limit: int
+    action_url: str = ""
+    reactivation_days: int = 90
+
+
+class PageDone(Model):
+    count: DayCount
+    last: str | None  # the last username the page covered; None: nothing left

@@ -19,6 +19,7 @@ from renewals.types import (
     Stage,
     Username,
 )
+from renewals.year import YearPolicy
 
 
 class Policy(Model):
@@ -113,3 +114,34 @@ class Reconcile(Model):
 class Reconciled(Model):
     found: int
     statuses: dict[str, int] = {}
+
+
+class DayRun(Model):
+    """A day's run of the service's year (P15, P16). `day` None: the day the Schedule meant (its
+    scheduled time in Rome), so a run caught up after downtime does the day it missed."""
+
+    day: date | None = None
+    year: YearPolicy = YearPolicy()
+    page_size: int = Field(default=500, ge=1, le=5000)
+    action_url: str = ""
+
+
+class DayCount(Model):
+    """Per kind of work: services found due, those done (notice sent, automatic order started),
+    skipped (an order for the expiry open or paid), already done by an earlier run, refused by the
+    mail server, and busy (a renewal already running for the service)."""
+
+    due: int = 0
+    done: int = 0
+    skipped: int = 0
+    already: int = 0
+    refused: int = 0
+    busy: int = 0
+
+    def plus(self, other: "DayCount") -> "DayCount":
+        return DayCount(**{name: getattr(self, name) + getattr(other, name) for name in DayCount.model_fields})
+
+
+class DayReport(Model):
+    day: date
+    kinds: dict[str, DayCount] = {}
