@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run servers stop test lint faults stack-signals contract-soak soak screenshot bench lock clean
+.PHONY: install run servers stop test lint faults stack-signals contract-soak soak screenshot bench bench-year lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,12 @@ soak: install
 bench: install
 	$(PY) -m pip install --quiet -e '.[dev,local,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
+
+## One day of the service's year over 100,000 services due on it (P15, P16), on a stack of its own:
+## `make bench-year BENCH_ARGS='--services 10000'` for a quick one.
+bench-year: install
+	$(PY) -m pip install --quiet -e '.[dev,local,bench]'
+	$(PY) -m bench.year $(BENCH_ARGS)
 
 ## requirements.lock: the image's dependencies (pyproject.toml's, no extra), pinned with hashes.
 ## Run after changing the dependencies; the Dockerfile installs it with --require-hashes.

@@ -108,10 +108,11 @@ def auto_renewal_starter(client: Client, task_queue: str, policy: Policy) -> Sta
     return start
 
 
-async def ensure_daily_schedule(client: Client, task_queue: str, settings: Settings) -> None:
+async def ensure_daily_schedule(client: Client, task_queue: str, settings: Settings, *, run_today: bool = True) -> None:
     """The service's year (P15, P16): one run a day at RENEWALS_DAILY_AT in the Rome calendar.
     Missed days (the cluster down) are caught up, each run doing the day it was meant for; runs
-    never overlap. Created once; a second worker finds it (change it with `temporal schedule`)."""
+    never overlap. Created once, and then (`run_today`) run at once for today, whose hour may
+    have passed; a second worker finds it (change it with `temporal schedule`)."""
     hour, minute = (int(part) for part in settings.daily_at.split(":"))
     run = DayRun(year=settings.year(), action_url=settings.panel_ui_url)
     schedule = Schedule(
@@ -123,7 +124,7 @@ async def ensure_daily_schedule(client: Client, task_queue: str, settings: Setti
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ALL, catchup_window=DAILY_CATCHUP),
     )
     try:
-        await client.create_schedule(DAILY_SCHEDULE_ID, schedule)
+        await client.create_schedule(DAILY_SCHEDULE_ID, schedule, trigger_immediately=run_today)
     except ScheduleAlreadyRunningError:
         pass
 
@@ -179,6 +180,7 @@ async def main() -> None:
         log.info("worker polling task queue %s", settings.temporal_task_queue)
         await stop.wait()
         log.info("stopping: letting running activities finish")
+    await mailer.connections.close()
     await store.close()
     log.info("worker stopped")
 

@@ -4,6 +4,7 @@ a retried activity never sends the same logical email twice, with a stable Messa
 import asyncio
 import functools
 import hashlib
+import time
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -111,6 +112,58 @@ def permanent_refusal(error: aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPR
     return f"{error.code} {error.message}" if 500 <= error.code < 600 else None
 
 
+class SmtpConnections:
+    """SMTP connections kept open between emails: a new connection (TCP, greeting, EHLO, QUIT)
+    costs the worker and the server about as much again as the email itself. Each connection
+    carries one email at a time; one that failed in any way is closed, never reused; one idle
+    longer than IDLE_REUSE is closed rather than trusted (servers drop idle clients)."""
+
+    IDLE_REUSE = 10.0  # seconds
+    KEEP = 8
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._idle: list[tuple[float, asyncio.AbstractEventLoop, aiosmtplib.SMTP]] = []
+
+    async def send(self, message: EmailMessage) -> None:
+        smtp = await self._take()
+        try:
+            await smtp.send_message(message)
+        except BaseException:
+            smtp.close()
+            raise
+        if len(self._idle) < self.KEEP:
+            self._idle.append((time.monotonic(), asyncio.get_running_loop(), smtp))
+        else:
+            await self._quit(smtp)
+
+    async def _take(self) -> aiosmtplib.SMTP:
+        loop = asyncio.get_running_loop()
+        while self._idle:
+            since, owner, smtp = self._idle.pop()
+            if owner is not loop:  # another event loop's (tests run several): not ours to use or close
+                continue
+            if smtp.is_connected and time.monotonic() - since < self.IDLE_REUSE:
+                return smtp
+            await self._quit(smtp)
+        smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port, timeout=20)
+        await smtp.connect()
+        return smtp
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, _, smtp in idle:
+            await self._quit(smtp)
+
+    @staticmethod
+    async def _quit(smtp: aiosmtplib.SMTP) -> None:
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()
+
+
 class Mailer:
     """SMTP delivery with the email log in PostgreSQL; built once in worker.py."""
 
@@ -119,6 +172,7 @@ class Mailer:
         self.host = host
         self.port = port
         self.sender = sender
+        self.connections = SmtpConnections(host, port)
 
     @activity.defn
     async def send_email(self, request: SendEmail) -> EmailSent:
@@ -155,7 +209,7 @@ class Mailer:
             # The whole exchange under the heartbeat timeout (30 s), so an attempt never outlives
             # the retry that replaces it (aiosmtplib's own timeout is per command).
             async with asyncio.timeout(20):
-                await aiosmtplib.send(message, hostname=self.host, port=self.port, timeout=20)
+                await self.connections.send(message)
         except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as error:
             why = permanent_refusal(error)
             if why is None:

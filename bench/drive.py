@@ -230,6 +230,14 @@ def _service(username: str, today: date) -> ServiceRecord:
             "storage_quota_mb": 1000,
             "storage_used_mb": 400,
             "addons": [{"addon": "extra_users", "quantity": 1}],
+            # Billing data, so each activation issues its FatturaPA invoice as a real one does (P17).
+            "billing": {
+                "holder_type": "company",
+                "company_name": "Bench S.r.l.",
+                "vat_number": "09876540015",
+                "address": {"street": "Via Nazionale 10", "cap": "00184", "comune": "Roma", "provincia": "RM"},
+                "recipient_code": "K7QW2XZ",
+            },
         }
     )
 

@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--renewals",
         type=int,
         default=48,
-        help="renewals (and floor workflows) per level, at least 4 × the concurrency",
+        help="renewals (and floor workflows) per level, at least 16 × the concurrency (each in two halves, "
+        "each half stopping after half of --level-seconds)",
     )
     parser.add_argument(
         "--level-seconds", type=float, default=60.0, help="stop starting new ones in a level after this long"
@@ -118,24 +120,53 @@ class Sampler(threading.Thread):
         self._stop_event.set()
 
 
+@dataclass
+class Tally:
+    """Stretches of load of one kind, measured apart and summed: their runs, the CPU seconds each
+    process spent during them, the peak RSS."""
+
+    runs: list[Run] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+    rss: dict[str, int] = field(default_factory=dict)
+
+    async def measure(self, stack: BenchStack, sampler: Sampler, work: Awaitable[Run]) -> None:
+        sampler.reset()
+        before = stack.cpu()
+        run = await work
+        after = stack.cpu()
+        self.runs.append(run)
+        for name in after:
+            self.cpu[name] = self.cpu.get(name, 0.0) + after[name] - before[name]
+        for name, value in sampler.reset().items():
+            self.rss[name] = max(self.rss.get(name, 0), value)
+
+    def summary(self, concurrency: int | None = None, per: str = "renewal") -> dict[str, Any]:
+        """One summary of all the stretches; `per_second` is their steady rates combined (all
+        completions over the time each stretch took to make its own at its steady rate)."""
+        merged = Run([outcome for run in self.runs for outcome in run.outcomes], sum(run.seconds for run in self.runs))
+        summary = report.run_summary(merged)
+        if concurrency:
+            parts = [(len(run.ok), run.steady_per_second(concurrency)) for run in self.runs]
+            busy = sum(done / rate for done, rate in parts if rate > 0)
+            summary["per_second"] = round(sum(done for done, _ in parts) / busy, 3) if busy else 0.0
+        done = max(summary["completed"], 1)
+        summary["cpu_seconds"] = {name: round(value, 3) for name, value in self.cpu.items()}
+        summary[f"cpu_ms_per_{per}"] = {name: round(1000 * value / done, 1) for name, value in self.cpu.items()}
+        summary["cpu_busy_of_machine"] = round(
+            sum(self.cpu.values()) / max(merged.seconds, 1e-9) / (os.cpu_count() or 1), 3
+        )
+        summary["rss_peak_bytes"] = dict(self.rss)
+        return summary
+
+
 async def measured(
     stack: BenchStack, sampler: Sampler, work: Awaitable[Run], concurrency: int | None = None, per: str = "renewal"
 ) -> dict[str, Any]:
     """A run with its CPU seconds per process (per completed workflow) and peak RSS; the steady
     rate of a closed loop when its concurrency is given."""
-    sampler.reset()
-    before = stack.cpu()
-    run = await work
-    after = stack.cpu()
-    summary = report.run_summary(run, concurrency)
-    done = max(summary["completed"], 1)
-    summary["cpu_seconds"] = {name: round(after[name] - before[name], 3) for name in after}
-    summary[f"cpu_ms_per_{per}"] = {name: round(1000 * (after[name] - before[name]) / done, 1) for name in after}
-    summary["cpu_busy_of_machine"] = round(
-        sum(after[name] - before[name] for name in after) / max(run.seconds, 1e-9) / (os.cpu_count() or 1), 3
-    )
-    summary["rss_peak_bytes"] = sampler.reset()
-    return summary
+    tally = Tally()
+    await tally.measure(stack, sampler, work)
+    return tally.summary(concurrency, per)
 
 
 async def statements_run(url: str) -> dict[str, int]:
@@ -341,19 +372,28 @@ class Bench:
         return result
 
     async def sweep(self) -> None:
+        """Each level in the order floor, renewals, renewals, floor (two halves of each): the
+        server's SQLite file and caches grow through a run, and this order gives both kinds the
+        same share of early and late, so neither pays for the other's history."""
         args = self.args
         levels = [int(value) for value in args.levels.split(",") if value.strip()]
         self.results["sweep"] = []
         for concurrency in levels:
-            count = max(args.renewals, 4 * concurrency)
-            self.say(f"c = {concurrency}: {count} floor workflows")
-            floor = await self.level("floor", concurrency, count, args.level_seconds)
-            self.say(f"        floor {floor['per_second']:.2f}/s ({floor['failed']} failed)")
-            self.say(f"c = {concurrency}: {count} renewals")
-            renewal = await self.level("renewal", concurrency, count, args.level_seconds)
+            count = max(args.renewals, 16 * concurrency)
+            self.say(f"c = {concurrency}: {count} floor workflows and {count} renewals, floor-renewal-renewal-floor")
+            tallies = {"floor": Tally(), "renewal": Tally()}
+            names = {kind: await self.names(kind, kind[:1] + str(concurrency), count) for kind in tallies}
+            halves = {kind: (names[kind][: count // 2], names[kind][count // 2 :]) for kind in tallies}
+            for kind, half in (("floor", 0), ("renewal", 0), ("renewal", 1), ("floor", 1)):
+                work = self.driver.renewal if kind == "renewal" else self.driver.floor
+                loop = closed_loop(work, halves[kind][half], concurrency, args.level_seconds / 2)
+                await tallies[kind].measure(self.stack, self.sampler, loop)
+            floor, renewal = (tallies[kind].summary(concurrency) for kind in ("floor", "renewal"))
+            floor["concurrency"] = renewal["concurrency"] = concurrency
             ratio = renewal["per_second"] / floor["per_second"] if floor["per_second"] else None
             self.say(
-                f"        renewals {renewal['per_second']:.2f}/s ({renewal['failed']} failed), "
+                f"        floor {floor['per_second']:.2f}/s ({floor['failed']} failed), "
+                f"renewals {renewal['per_second']:.2f}/s ({renewal['failed']} failed), "
                 f"ratio {ratio or 0:.2f}, payment→activation p99 "
                 f"{(renewal['latency_s'].get('payment_to_activation') or {}).get('p99') or 0:.3f} s"
             )

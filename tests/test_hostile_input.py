@@ -813,13 +813,13 @@ def test_holder_names_with_line_breaks_cannot_inject_mail_headers(
         assert envelopes[-1] == [address]
 
     envelopes: list[list[str]] = []
-    real_send = aiosmtplib.send
+    real_send = aiosmtplib.SMTP.send_message
 
-    async def spy(message: Any, **kwargs: Any) -> Any:
+    async def spy(smtp: aiosmtplib.SMTP, message: Any, **kwargs: Any) -> Any:
         envelopes.append(aiosmtplib.email.extract_recipients(message))
-        return await real_send(message, **kwargs)
+        return await real_send(smtp, message, **kwargs)
 
-    monkeypatch.setattr(aiosmtplib, "send", spy)
+    monkeypatch.setattr(aiosmtplib.SMTP, "send_message", spy)
     send()
 
 

@@ -213,3 +213,27 @@ def test_year_policy_defaults_match_the_settings() -> None:
     from renewals.config import Settings
 
     assert Settings().year() == YearPolicy()
+
+
+async def test_p15_the_daily_schedule_runs_in_the_rome_calendar_and_catches_up(worker: Worker) -> None:
+    from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
+
+    from renewals import DAILY_SCHEDULE_ID
+    from renewals.config import Settings
+    from worker import DAILY_CATCHUP, ensure_daily_schedule
+
+    settings = Settings(RENEWALS_DAILY_AT="05:30")
+    await ensure_daily_schedule(worker.client, TASK_QUEUE, settings, run_today=False)
+    handle = worker.client.get_schedule_handle(DAILY_SCHEDULE_ID)
+    try:
+        await ensure_daily_schedule(worker.client, TASK_QUEUE, settings, run_today=False)  # a second worker
+        described = await handle.describe()
+    finally:
+        await handle.delete()
+
+    spec, policy, action = described.schedule.spec, described.schedule.policy, described.schedule.action
+    assert spec.time_zone_name == "Europe/Rome"
+    assert [(c.hour[0].start, c.minute[0].start) for c in spec.calendars] == [(5, 30)]
+    assert policy.catchup_window == DAILY_CATCHUP and policy.overlap == ScheduleOverlapPolicy.BUFFER_ALL
+    assert isinstance(action, ScheduleActionStartWorkflow) and action.workflow == "ServiceYearDay"
+    assert described.info.num_actions == 0  # nothing ran: the test's own services are not touched
