@@ -27,6 +27,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 
+from activities.charges import Charges
 from activities.mail import Mailer
 from activities.payments import RECONCILER_UPDATE_TIMEOUT, PaymentDesk
 from activities.store import Store
@@ -45,10 +46,18 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
 def build_worker(
-    client: Client, store: Store, mailer: Mailer, task_queue: str, *, max_cached_workflows: int = 500
+    client: Client,
+    store: Store,
+    mailer: Mailer,
+    task_queue: str,
+    *,
+    max_cached_workflows: int = 500,
+    charges: Charges | None = None,
 ) -> Worker:
-    """One worker for the workflow and every activity; tests build theirs the same way."""
+    """One worker for the workflow and every activity; tests build theirs the same way. Without
+    `charges`, an automatic order's charge request is only recorded (no PAYMENTS_WEBHOOK_URL)."""
     desk = PaymentDesk(client, store, update_timeout=RECONCILER_UPDATE_TIMEOUT)
+    charges = charges or Charges(store.pool, None, "")
     return Worker(
         client,
         task_queue=task_queue,
@@ -64,6 +73,7 @@ def build_worker(
             store.close_order,
             store.change_due_by,
             mailer.send_email,
+            charges.request_charge,
         ],
         interceptors=[ActivityLog()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -123,8 +133,15 @@ async def main() -> None:
     client = await connect(settings, worker_runtime(settings))
     store = await Store.connect(settings.database_url, seller=settings.seller())
     mailer = Mailer(store, settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+    # P16: a card or PayPal automatic order's charge request, signed with the current PAYMENTS_SECRET.
+    charges = Charges(store.pool, settings.payments_webhook_url, settings.payments_secrets[0])
     worker = build_worker(
-        client, store, mailer, settings.temporal_task_queue, max_cached_workflows=settings.worker_max_cached_workflows
+        client,
+        store,
+        mailer,
+        settings.temporal_task_queue,
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        charges=charges,
     )
     await ensure_reconciler_schedule(client, settings.temporal_task_queue, settings.reconcile_every)
     stop = asyncio.Event()
