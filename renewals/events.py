@@ -3,7 +3,7 @@ unknown fields. A cart event is its update's input plus the panel's envelope (`t
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from renewals.messages import AddAddon, ApplyDiscount, Checkout, PaymentEntry, PaymentFields, RemoveAddon
 from renewals.types import Currency, PaymentMethod, Username, WireModel
@@ -42,6 +42,14 @@ class CheckoutSubmitted(Checkout, WireModel):
 class AutoRenewChanged(WireModel):
     """The customer's auto-renew switch (P16, R1): on with the method the automatic order is paid
     by, or off (an unpaid automatic order is then cancelled)."""
+
+    # The contract says it too: with `auto_renew: true`, `method` is required and not null.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"auto_renew": {"const": True}}},
+            "then": {"required": ["method"], "properties": {"method": {"type": "string"}}},
+        }
+    )
 
     type: Literal["auto_renew_changed"]
     username: Username
