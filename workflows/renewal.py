@@ -275,7 +275,8 @@ class RenewalWorkflow:
             charge_on=charge_on,
             expires_on=service.expires_on,
         )
-        self.effects.charge(request, order.due_by - workflow.now(), told, on_failed=self._charge_failed)
+        until = max(order.due_by - workflow.now(), timedelta(minutes=1))  # a positive timeout, always
+        self.effects.charge(request, until, told, on_failed=self._charge_failed)
 
     def _charge_failed(self, why: str) -> None:
         self._touch(f"charge request not acknowledged by the payments back office: {why}")
