@@ -25,14 +25,17 @@ from temporalio.client import (
     ScheduleSpec,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 
+from activities.charges import Charges
 from activities.mail import Mailer
 from activities.payments import RECONCILER_UPDATE_TIMEOUT, PaymentDesk
 from activities.store import Store
 from activities.year import StartAutoRenewal, YearDesk
+from ingress.starts import start_auto_renewal
 from renewals import DAILY_SCHEDULE_ID, RECONCILER_SCHEDULE_ID
 from renewals.config import Settings, load_settings
 from renewals.messages import DayRun, Policy, Reconcile
@@ -58,10 +61,13 @@ def build_worker(
     *,
     max_cached_workflows: int = 500,
     policy: Policy | None = None,
+    charges: Charges | None = None,
 ) -> Worker:
     """One worker for the workflows and every activity; tests build theirs the same way. `policy`
-    is what the daily run starts automatic renewals with (the environment's by default)."""
+    is what the daily run starts automatic renewals with (the environment's by default). Without
+    `charges`, an automatic order's charge request is only recorded (no PAYMENTS_WEBHOOK_URL)."""
     desk = PaymentDesk(client, store, update_timeout=RECONCILER_UPDATE_TIMEOUT)
+    charges = charges or Charges(store.pool, None, "")
     year = YearDesk(store, mailer, auto_renewal_starter(client, task_queue, policy or load_settings().policy()))
     return Worker(
         client,
@@ -80,6 +86,7 @@ def build_worker(
             store.close_order,
             store.change_due_by,
             mailer.send_email,
+            charges.request_charge,
         ],
         interceptors=[ActivityLog()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -102,8 +109,15 @@ async def ensure_reconciler_schedule(client: Client, task_queue: str, every: tim
 
 
 def auto_renewal_starter(client: Client, task_queue: str, policy: Policy) -> StartAutoRenewal:
+    """The daily run's start of an automatic renewal (P16): False when a renewal of the service is
+    already running (the customer's own, or the automatic one from an earlier run of the day)."""
+
     async def start(username: str) -> bool:
-        raise NotImplementedError("automatic renewal: merged from issue-15-auto-renew")
+        try:
+            await start_auto_renewal(client, task_queue, username, policy)
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
 
     return start
 
@@ -167,8 +181,15 @@ async def main() -> None:
     client = await connect(settings, worker_runtime(settings))
     store = await Store.connect(settings.database_url, seller=settings.seller())
     mailer = Mailer(store, settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+    # P16: a card or PayPal automatic order's charge request, signed with the current PAYMENTS_SECRET.
+    charges = Charges(store.pool, settings.payments_webhook_url, settings.payments_secrets[0])
     worker = build_worker(
-        client, store, mailer, settings.temporal_task_queue, max_cached_workflows=settings.worker_max_cached_workflows
+        client,
+        store,
+        mailer,
+        settings.temporal_task_queue,
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        charges=charges,
     )
     await ensure_reconciler_schedule(client, settings.temporal_task_queue, settings.reconcile_every)
     await ensure_daily_schedule(client, settings.temporal_task_queue, settings)

@@ -82,6 +82,26 @@ class Store:
     async def create_order(self, request: CreateOrder) -> CreatedOrder:
         """One order per workflow run (unique run_id): a retry returns the order already made."""
         year = rome_today(request.ordered_at).year
+        try:
+            return await self._create_order(request, year)
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name != "orders_auto_renew_once":
+                raise
+            # P16: one automatic order per expiry, however often the day runs; a refusal, not a retry.
+            existing = await self.pool.fetchval(
+                "SELECT order_number FROM orders WHERE username = $1 AND previous_expires_on = $2"
+                " AND mode = 'auto_renew' AND status <> 'cancelled'",
+                request.username,
+                request.previous_expires_on,
+            )
+            raise ApplicationError(
+                f"an automatic order for the expiry {request.previous_expires_on.isoformat()} already exists"
+                f" ({existing}): no second one is made (P16)",
+                type=errors.AUTO_ORDER_EXISTS,
+                non_retryable=True,
+            ) from None
+
+    async def _create_order(self, request: CreateOrder, year: int) -> CreatedOrder:
         async with self.pool.acquire() as conn, conn.transaction():
             order_number = await conn.fetchval(
                 """

@@ -22,8 +22,8 @@ class Services:
                     """
                     INSERT INTO services (username, holder_name, holder_email, promotional,
                         purchased_on, expires_on, auto_renew, auto_renew_years,
-                        storage_quota_mb, storage_used_mb, included_users)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                        storage_quota_mb, storage_used_mb, included_users, auto_renew_method)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                     ON CONFLICT (username) DO UPDATE SET
                         holder_name = EXCLUDED.holder_name, holder_email = EXCLUDED.holder_email,
                         promotional = EXCLUDED.promotional, purchased_on = EXCLUDED.purchased_on,
@@ -31,7 +31,10 @@ class Services:
                         auto_renew_years = EXCLUDED.auto_renew_years,
                         storage_quota_mb = EXCLUDED.storage_quota_mb,
                         storage_used_mb = EXCLUDED.storage_used_mb,
-                        included_users = EXCLUDED.included_users, updated_at = now()
+                        included_users = EXCLUDED.included_users,
+                        -- a record without a method keeps the one the customer chose (P16)
+                        auto_renew_method = coalesce(EXCLUDED.auto_renew_method, services.auto_renew_method),
+                        updated_at = now()
                     RETURNING (xmax = 0)
                     """,
                     record.username,
@@ -45,6 +48,7 @@ class Services:
                     record.storage_quota_mb,
                     record.storage_used_mb,
                     record.included_users,
+                    record.auto_renew_method,
                 )
                 counts["inserted" if inserted else "updated"] += 1
                 await conn.execute("DELETE FROM service_addons WHERE username = $1", record.username)
@@ -81,6 +85,28 @@ class Services:
             addons=[AddonQuantity(addon=a["addon"], quantity=a["quantity"]) for a in addons],
             billing=billing,
         )
+
+    async def set_auto_renew(self, username: str, on: bool, method: str | None) -> None:
+        """The panel's auto-renew switch (P16): on with its method, or off (the method is kept)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE services SET auto_renew = $2, auto_renew_method = coalesce($3, auto_renew_method),"
+                " updated_at = now() WHERE username = $1",
+                username,
+                on,
+                method,
+            )
+            await audit(conn, username, None, "auto_renew_changed", auto_renew=on, method=method)
+
+    async def awaiting_order(self, username: str, modes: Sequence[str]) -> str | None:
+        """The service's order of one of `modes` awaiting payment, if any (the newest)."""
+        found: str | None = await self.pool.fetchval(
+            "SELECT order_number FROM orders WHERE username = $1 AND status = 'awaiting_payment'"
+            " AND mode = ANY($2::text[]) ORDER BY created_at DESC LIMIT 1",
+            username,
+            list(modes),
+        )
+        return found
 
     async def price_list(self) -> PriceList:
         rows = await self.pool.fetch("SELECT * FROM products")

@@ -189,6 +189,11 @@ def _describe_panel_events(components: dict[str, Any]) -> None:
         "payment_method": "`card` and `paypal` are paid at once; `bank_transfer` and `postal_slip` get an email "
         "with the order number to quote (R6).",
         "years": "The renewal term, 1 to 10 years; 1 or 2 for a product on promotion (R5, a 422 otherwise).",
+        "auto_renew": "Auto-renew on or off (P16). Off cancels an unpaid automatic order; on is refused (409) "
+        "while an order of the customer's own awaits payment.",
+        "method": "How the automatic order is paid, required when turning auto-renew on (a 422 otherwise): "
+        "`card` and `paypal` are charged by the payments back office (a `charge_requested` event), "
+        "`bank_transfer` and `postal_slip` get the instructions email and reminders (P16).",
     }
     for model in _panel_events():
         schema = components[model.__name__]
@@ -217,8 +222,9 @@ def schemas() -> dict[str, Any]:
     }
     components["PanelAnswer"] = {
         "title": "PanelAnswer",
-        "description": "The cart view (renew, reactivate, cart changes) or the order view (checkout).",
-        "oneOf": [_ref("CartView"), _ref("OrderView")],
+        "description": "The cart view (renew, reactivate, cart changes), the order view (checkout) or the "
+        "service view (auto_renew_changed).",
+        "oneOf": [_ref("CartView"), _ref("OrderView"), _ref("ServiceStatusView")],
     }
     components["Error"] = {
         "title": "Error",
@@ -313,6 +319,12 @@ PANEL_EVENT_EXAMPLES: dict[str, dict[str, Any]] = {
         "payment_method": "bank_transfer",
         "years": 1,
     },
+    "auto_renew_changed": {
+        "type": "auto_renew_changed",
+        "username": "demo-active",
+        "auto_renew": True,
+        "method": "card",
+    },
 }
 PAYMENT_EXAMPLE: dict[str, Any] = {
     "type": "payment_registered",
@@ -338,6 +350,21 @@ SERVICE_EXAMPLE: dict[str, Any] = {
     "auto_renew": False,
     "action": "renew",
     "reason": None,
+    "auto_renew_method": None,
+    "auto_renew_years": 1,
+    "next_notice_on": "2027-01-02",
+    "next_notice_kind": "before-30",
+    "next_auto_order_on": None,
+}
+SERVICE_AUTO_RENEW_EXAMPLE: dict[str, Any] = {
+    **SERVICE_EXAMPLE,
+    "auto_renew": True,
+    "action": None,
+    "reason": "auto-renew is on: the service renews by itself at expiry, so Renew is not offered (R1)",
+    "auto_renew_method": "card",
+    "next_notice_on": "2027-02-02",
+    "next_notice_kind": "expired",
+    "next_auto_order_on": "2027-01-02",
 }
 RENEWAL_EXAMPLE: dict[str, Any] = {
     "stage": "AWAITING_PAYMENT",
@@ -421,10 +448,11 @@ READ_ERRORS = (400, 401, 404, 413, 422, 503)
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/panel/events"): Operation(
         operation_id="panel_event",
-        summary="A panel event: renew, reactivate, cart changes, checkout",
+        summary="A panel event: renew, reactivate, cart changes, checkout, the auto-renew switch",
         description=(
             "Renew and reactivate open the cart, or return the one already open (P8); the cart changes and "
-            "checkout are applied to it synchronously. Up to PANEL_RATE_PER_MINUTE events per username."
+            "checkout are applied to it synchronously; `auto_renew_changed` answers the service view (P16). "
+            "Up to PANEL_RATE_PER_MINUTE events per username."
         ),
         tags=("panel",),
         secret="panel",
@@ -439,8 +467,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         ok=_json(
             _ref("PanelAnswer"),
-            "The cart view, or the order view after checkout.",
-            {"cart": CART_EXAMPLE, "order": ORDER_EXAMPLE},
+            "The cart view, the order view after checkout, or the service view after auto_renew_changed.",
+            {"cart": CART_EXAMPLE, "order": ORDER_EXAMPLE, "service": SERVICE_AUTO_RENEW_EXAMPLE},
         ),
         refusals=(400, 401, 404, 409, 413, 422, 429, 503),
     ),
@@ -469,11 +497,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/panel/services/{username}"): Operation(
         operation_id="service_status",
         summary="Which button the panel shows",
-        description="`action`: `renew`, `reactivate` or null (R1, R2), with the reason when null.",
+        description=(
+            "`action`: `renew`, `reactivate` or null (R1, R2), with the reason when null; auto-renew's method and "
+            "the term of the next automatic renewal (P16, R5); the next notice and automatic order dates (P15, P16)."
+        ),
         tags=("panel",),
         secret="panel",
         parameters=[_username_parameter()],
-        ok=_json(_ref("ServiceStatusView"), "The service and its button.", {"active": SERVICE_EXAMPLE}),
+        ok=_json(
+            _ref("ServiceStatusView"),
+            "The service and its button.",
+            {"active": SERVICE_EXAMPLE, "auto_renew": SERVICE_AUTO_RENEW_EXAMPLE},
+        ),
         refusals=READ_ERRORS,
     ),
     ("GET", "/panel/renewals/{username}"): Operation(

@@ -14,13 +14,14 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.payments import PaymentDesk, closed
 from activities.store import Store
 from db.ledger import TransactionConflict
+from ingress.starts import start_options
 from renewals import errors, workflow_id
 from renewals import search_attributes as sa
 from renewals.dates import rome_today
@@ -28,6 +29,7 @@ from renewals.eligibility import eligibility_under
 from renewals.events import (
     AddonAdded,
     AddonRemoved,
+    AutoRenewChanged,
     CheckoutSubmitted,
     DiscountCodeApplied,
     PanelEvent,
@@ -38,11 +40,15 @@ from renewals.events import (
 from renewals.messages import CancelOrder, ExtendDeadline, OpenRequest, Policy, RenewalInput
 from renewals.types import Mode, Stage
 from renewals.views import CartView, OrderView, PaymentOutcome, RenewalView, ServiceStatusView
+from renewals.year import YearPolicy, next_dates
 from workflows.renewal import RenewalWorkflow
 
 # Reads are bounded here; an update is bounded by its caller: the HTTP API's deadline (ingress/bounds.py,
 # P14: a 503 with Retry-After, never a hang), or `update_timeout` for callers without one.
 RPC_TIMEOUT = timedelta(seconds=10)
+# The reason an unpaid automatic order is cancelled with when the customer turns auto-renew off (P16).
+AUTO_RENEW_OFF = "auto-renew turned off by the customer"
+PanelAnswer = CartView | OrderView | ServiceStatusView
 
 
 class RenewalsError(Exception):
@@ -64,18 +70,27 @@ def _from_update_failure(error: WorkflowUpdateFailedError) -> RenewalsError:
 
 class Ingress:
     def __init__(
-        self, client: Client, store: Store, policy: Policy, task_queue: str, *, update_timeout: timedelta | None = None
+        self,
+        client: Client,
+        store: Store,
+        policy: Policy,
+        task_queue: str,
+        *,
+        update_timeout: timedelta | None = None,
+        year: YearPolicy | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.policy = policy
         self.task_queue = task_queue
+        # The service's year (P15, P16): the next notice and automatic order the service view shows.
+        self.year = year or YearPolicy()
         self.update_timeout = update_timeout
         self.desk = PaymentDesk(client, store, update_timeout=update_timeout)
 
     # ------------------------------------------------------------------ panel
 
-    async def panel(self, event: PanelEvent, *, update_id: str | None = None) -> CartView | OrderView:
+    async def panel(self, event: PanelEvent, *, update_id: str | None = None) -> PanelAnswer:
         """`update_id` (from an Idempotency-Key) makes Temporal answer a repeat with the first outcome."""
         try:
             return await self._panel(event, update_id)
@@ -89,7 +104,9 @@ class Ingress:
                 ) from None
             raise
 
-    async def _panel(self, event: PanelEvent, update_id: str | None) -> CartView | OrderView:
+    async def _panel(self, event: PanelEvent, update_id: str | None) -> PanelAnswer:
+        if isinstance(event, AutoRenewChanged):
+            return await self.auto_renew_changed(event, update_id=update_id)
         if isinstance(event, RenewRequested | ReactivateRequested):
             mode: Mode = "renew" if isinstance(event, RenewRequested) else "reactivate"
             return await self.open(event.username, mode, update_id=update_id)
@@ -115,13 +132,9 @@ class Ingress:
         start = WithStartWorkflowOperation(
             RenewalWorkflow.run,
             RenewalInput(username=username, mode=mode, policy=self.policy),
-            id=workflow_id(username),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            static_summary=f"{mode.capitalize()} e-invoicing receive-only service of {username}",
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(sa.USERNAME, username), SearchAttributePair(sa.STAGE, Stage.OPENING.value)]
-            ),
+            **start_options(username, mode),
         )
         return await self.client.execute_update_with_start_workflow(
             RenewalWorkflow.open,
@@ -130,6 +143,40 @@ class Ingress:
             id=update_id,
             rpc_timeout=self.update_timeout,
         )
+
+    async def auto_renew_changed(self, event: AutoRenewChanged, *, update_id: str | None = None) -> ServiceStatusView:
+        """P16: off cancels an unpaid automatic order, then stores it; on is refused while an order
+        of the customer's own awaits payment (it would renew twice), else stores it with its method."""
+        username = event.username
+        if await self.store.services.get(username) is None:
+            raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
+        if event.auto_renew:
+            manual = await self.store.services.awaiting_order(username, ("renew", "reactivate"))
+            if manual is not None:
+                raise RenewalsError(
+                    errors.NOT_ALLOWED,
+                    f"order {manual} awaits payment: auto-renew can be turned on once it is paid, or after "
+                    "it lapses or is cancelled (P16)",
+                )
+        elif await self.store.services.awaiting_order(username, ("auto_renew",)) is not None:
+            await self._cancel_automatic_order(username, update_id)
+        await self.store.services.set_auto_renew(username, event.auto_renew, event.method if event.auto_renew else None)
+        return await self.service(username)
+
+    async def _cancel_automatic_order(self, username: str, update_id: str | None) -> None:
+        handle = self.client.get_workflow_handle_for(RenewalWorkflow.run, workflow_id(username))
+        try:
+            await handle.execute_update(
+                RenewalWorkflow.cancel_order,
+                CancelOrder(reason=AUTO_RENEW_OFF, by_customer=True),
+                id=update_id,
+                rpc_timeout=self.update_timeout,
+            )
+        except WorkflowUpdateFailedError:
+            pass  # paid meanwhile (being activated) or closed: nothing unpaid is left to cancel
+        except RPCError as error:
+            if not closed(error):
+                raise
 
     # ------------------------------------------------------------------ payments
 
@@ -149,7 +196,9 @@ class Ingress:
         service = await self.store.services.get(username)
         if service is None:
             raise RenewalsError(errors.UNKNOWN_SERVICE, f"no service with username {username!r}")
-        found = eligibility_under(self.policy, service, rome_today(now or datetime.now(UTC)))
+        today = rome_today(now or datetime.now(UTC))
+        found = eligibility_under(self.policy, service, today)
+        ahead = next_dates(service.expires_on, service.auto_renew, today, self.year)
         return ServiceStatusView(
             username=username,
             status=found.status,
@@ -157,6 +206,9 @@ class Ingress:
             auto_renew=service.auto_renew,
             action=found.action,
             reason=found.reason,
+            auto_renew_method=service.auto_renew_method,
+            auto_renew_years=service.auto_renew_years,
+            **ahead.model_dump(),
         )
 
     async def renewal(self, username: str) -> RenewalView:

@@ -28,7 +28,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import ValidationError
 
-from ingress.operations import Ingress, RenewalsError
+from ingress.operations import Ingress, PanelAnswer, RenewalsError
 from ingress.ui_session import (
     LINK_SECONDS,
     SESSION_SECONDS,
@@ -333,7 +333,9 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
         else:
             event = RenewRequested(type="renew_requested", username=username)
         opened = await ingress.panel(event)
-        return see_other("/ui/carrello" if opened.stage == Stage.CART else "/ui/rinnovo")
+        return see_other(
+            "/ui/carrello" if isinstance(opened, CartView) and opened.stage == Stage.CART else "/ui/rinnovo"
+        )
 
     # ---------------------------------------------------------------- the cart
 
@@ -354,7 +356,7 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
         session = pages.customer(request)
         fields = await pages.form(request, session)
         error = notice = None
-        changed: CartView | OrderView | None = None
+        changed: PanelAnswer | None = None
         try:
             changed = await ingress.panel(event_of(session.subject, fields))
             notice = done.format(addon_name=ADDON_NAMES.get(fields.get("addon", ""), ""))

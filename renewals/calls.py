@@ -6,7 +6,7 @@ from typing import Literal
 
 from renewals.messages import DayCount, PaymentEntry
 from renewals.records import AddonQuantity, DiscountCode, OrderLine, PriceList, Quote, ServiceRecord
-from renewals.types import Mode, Model, PaymentMethod, Username
+from renewals.types import Model, PaymentMethod, RenewalMode, Username
 from renewals.views import PaymentInstructions, PaymentOutcome
 
 EmailTemplate = Literal[
@@ -21,6 +21,8 @@ EmailTemplate = Literal[
     "expiry_notice",
     "service_expired",
     "service_ceased",
+    # P16: a card or PayPal automatic order, the date and amount of the charge.
+    "auto_renew_charge",
 ]
 
 
@@ -47,7 +49,7 @@ class CreateOrder(Model):
     workflow_id: str
     run_id: str
     username: str
-    mode: Mode
+    mode: RenewalMode
     years: int
     payment_method: PaymentMethod
     discount_code: str | None
@@ -108,6 +110,25 @@ class ChangeDueBy(Model):
     order_number: str
     due_by: datetime
     reason: str
+
+
+class RequestCharge(Model):
+    """A card or PayPal automatic order's charge (P16): a `charge_requested` event to the payments
+    back office, recorded in `charge_requests` first."""
+
+    order_number: str
+    username: str
+    amount_cents: int
+    currency: str = "EUR"
+    method: Literal["card", "paypal"]
+    charge_on: date
+
+
+class ChargeRequested(Model):
+    """`acknowledged`: the back office answered 2xx; False when no PAYMENTS_WEBHOOK_URL is set (only recorded)."""
+
+    acknowledged: bool
+    attempts: int
 
 
 class SendEmail(Model):

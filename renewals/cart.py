@@ -3,21 +3,21 @@
 from datetime import date, datetime
 
 from renewals.calls import CreateOrder
-from renewals.dates import add_years
+from renewals.dates import DAY, add_years, start_of_day
 from renewals.eligibility import reactivation_window_end
 from renewals.messages import Checkout, Policy
 from renewals.pricing import order_lines, quote
 from renewals.records import AddonQuantity, DiscountCode, OrderLine, PriceList, Quote, ServiceRecord
 from renewals.storage import storage_alert
 from renewals.terms import allowed_years
-from renewals.types import ADDONS, MAX_ADDON_QUANTITY, AddonName, Mode, Model, Stage
+from renewals.types import ADDONS, MAX_ADDON_QUANTITY, AddonName, Model, RenewalMode, Stage
 from renewals.views import CartView, DiscountView, OrderView
 
 
 class Cart(Model):
     """A renewal's cart: the service as loaded, its price list, what was added, the code applied."""
 
-    mode: Mode
+    mode: RenewalMode
     service: ServiceRecord
     prices: PriceList
     added: list[AddonQuantity] = []
@@ -74,6 +74,17 @@ class Cart(Model):
             due_by=due_by,
             ordered_at=ordered_at,
         )
+
+    def auto_checkout(self) -> Checkout:
+        """The automatic order's choices (P16, R5): the term of the last paid order, stored on the
+        service at activation, and the service's auto-renew method (bank transfer when none)."""
+        return Checkout(
+            payment_method=self.service.auto_renew_method or "bank_transfer", years=self.service.auto_renew_years
+        )
+
+    def auto_renew_due_by(self) -> datetime:
+        """The automatic order's deadline (P16): the end of the expiry day, Rome midnight after it."""
+        return start_of_day(self.service.expires_on + DAY)
 
     def ceases_at(self, policy: Policy) -> datetime:
         """When the service ceases (R2): no deadline, extension or checkout goes past it."""

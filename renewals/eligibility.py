@@ -77,3 +77,17 @@ def refusal(service: ServiceRecord, mode: Mode, today: date, policy: Policy) -> 
             return f"the service expired on {service.expires_on.isoformat()}: it can be reactivated, not renewed (R2)"
         return f"the service is active until {service.expires_on.isoformat()}: it can be renewed, not reactivated (R2)"
     return None
+
+
+def auto_renew_refusal(service: ServiceRecord, today: date, policy: Policy) -> str | None:
+    """None when the daily run may order the automatic renewal (P16) today, else why not: only an
+    active service with auto-renew on renews by itself."""
+    if not service.auto_renew:
+        return f"auto-renew is off for {service.username}: there is no automatic renewal (P16)"
+    found = eligibility_under(policy, service, today)
+    if found.status != "active":
+        return (
+            f"the service is {found.status} (it expired on {service.expires_on.isoformat()}): an automatic "
+            "renewal is made only for an active service (P16)"
+        )
+    return None

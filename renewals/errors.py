@@ -9,6 +9,7 @@ INVALID_REQUEST = "InvalidRequest"  # the input is malformed or breaks a rule (R
 UNKNOWN_SERVICE = "UnknownService"  # no service with that username
 ORDER_CLOSED = "OrderClosed"  # activation of an order that lapsed or was cancelled (an activity's)
 MAIL_REJECTED = "MailRejected"  # the SMTP server refused an email for good
+AUTO_ORDER_EXISTS = "AutoOrderExists"  # an automatic order for this expiry was made already (P16)
 
 # type → (HTTP status, the contract's error code)
 HTTP = {

@@ -3,10 +3,10 @@ unknown fields. A cart event is its update's input plus the panel's envelope (`t
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
 from renewals.messages import AddAddon, ApplyDiscount, Checkout, PaymentEntry, PaymentFields, RemoveAddon
-from renewals.types import Currency, Username, WireModel
+from renewals.types import Currency, PaymentMethod, Username, WireModel
 
 
 class RenewRequested(WireModel):
@@ -39,8 +39,40 @@ class CheckoutSubmitted(Checkout, WireModel):
     username: Username
 
 
+class AutoRenewChanged(WireModel):
+    """The customer's auto-renew switch (P16, R1): on with the method the automatic order is paid
+    by, or off (an unpaid automatic order is then cancelled)."""
+
+    # The contract says it too: with `auto_renew: true`, `method` is required and not null.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"auto_renew": {"const": True}}},
+            "then": {"required": ["method"], "properties": {"method": {"type": "string"}}},
+        }
+    )
+
+    type: Literal["auto_renew_changed"]
+    username: Username
+    auto_renew: bool
+    method: PaymentMethod | None = None
+
+    @model_validator(mode="after")
+    def _method_when_on(self) -> "AutoRenewChanged":
+        if self.auto_renew and self.method is None:
+            raise ValueError(
+                "method is required when turning auto-renew on (P16): card, paypal, bank_transfer or postal_slip"
+            )
+        return self
+
+
 PanelEvent = Annotated[
-    RenewRequested | ReactivateRequested | AddonAdded | AddonRemoved | DiscountCodeApplied | CheckoutSubmitted,
+    RenewRequested
+    | ReactivateRequested
+    | AddonAdded
+    | AddonRemoved
+    | DiscountCodeApplied
+    | CheckoutSubmitted
+    | AutoRenewChanged,
     Field(discriminator="type"),
 ]
 

@@ -16,6 +16,7 @@ from renewals.types import (
     PaymentReference,
     PlainText,
     RegisteredAt,
+    RenewalMode,
     Stage,
     Username,
 )
@@ -35,11 +36,15 @@ class Policy(Model):
     # R2 (issue 18): the window's last day is the 90th after expiry, not the 89th. Inputs recorded
     # before it lack the field and keep the boundary they were started with (no replay changes).
     reactivation_last_day_included: bool = False
+    # The customer's pages (PANEL_UI_URL): the Reactivate action in a lapsed automatic order's
+    # email (P16). None in inputs recorded before it: the email then names no link.
+    panel_ui_url: str | None = None
 
 
 class RenewalInput(Model):
     username: Username
-    mode: Mode
+    # `auto_renew`: the automatic order of P16, started by the daily run (ingress/starts.py).
+    mode: RenewalMode
     policy: Policy
 
 
@@ -89,6 +94,8 @@ class PaymentEntry(PaymentFields):
 
 class CancelOrder(Model):
     reason: PlainText
+    # The customer turned auto-renew off (P16): the reason is theirs, not "cancelled by ops".
+    by_customer: bool = False
 
 
 class ExtendDeadline(Model):

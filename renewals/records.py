@@ -6,7 +6,17 @@ from datetime import date
 from pydantic import Field, model_validator
 
 from renewals.billing import BillingData
-from renewals.types import MAX_ADDON_QUANTITY, AddonName, Email, MailableEmail, Model, PlainText, Username, WireModel
+from renewals.types import (
+    MAX_ADDON_QUANTITY,
+    AddonName,
+    Email,
+    MailableEmail,
+    Model,
+    PaymentMethod,
+    PlainText,
+    Username,
+    WireModel,
+)
 
 
 class AddonQuantity(Model):
@@ -25,6 +35,8 @@ class ServiceRecord(Model):
     expires_on: date
     auto_renew: bool
     auto_renew_years: int = Field(1, ge=1, le=10)
+    # How the automatic order is paid (P16); None: none chosen, it is paid by bank transfer.
+    auto_renew_method: PaymentMethod | None = None
     storage_quota_mb: int = Field(ge=1)
     storage_used_mb: int = Field(ge=0)
     included_users: int = Field(1, ge=1)

@@ -21,6 +21,9 @@ PaymentMethod = Literal["card", "paypal", "bank_transfer", "postal_slip"]
 
 INSTANT_METHODS: tuple[PaymentMethod, ...] = ("card", "paypal")
 Mode = Literal["renew", "reactivate"]
+# What a renewal is started for: the panel's two buttons (Mode, the wire), or the automatic order
+# the daily run makes for a service with auto-renew on (P16). Orders carry it too.
+RenewalMode = Literal["renew", "reactivate", "auto_renew"]
 
 
 PaymentStatus = Literal["applied", "partial", "overpaid", "duplicate", "unmatched"]

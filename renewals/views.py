@@ -5,7 +5,7 @@ from datetime import date, datetime
 from typing import Literal
 
 from renewals.records import AddonQuantity, OrderLine, Quote
-from renewals.types import Mode, Model, PaymentMethod, PaymentStatus, Stage
+from renewals.types import Mode, Model, PaymentMethod, PaymentStatus, RenewalMode, Stage
 
 
 class DiscountView(Model):
@@ -60,7 +60,7 @@ class OrderView(Model):
 
 class CartView(Model):
     stage: Stage
-    mode: Mode
+    mode: RenewalMode
     username: str
     expires_on: date
     active_addons: list[AddonQuantity]
@@ -97,7 +97,7 @@ class RenewalView(Model):
     """The whole renewal, for `GET /panel/renewals/{username}` and ops."""
 
     stage: Stage
-    mode: Mode
+    mode: RenewalMode
     username: str
     reason: str | None = None
     cart: CartView | None = None
@@ -115,3 +115,11 @@ class ServiceStatusView(Model):
     auto_renew: bool
     action: Mode | None
     reason: str | None = None
+    # Auto-renew (P16): how the automatic order is paid (null: bank transfer), its term (R5: the
+    # last paid order's), and the service's year ahead (P15, P16): the next notice and its kind
+    # (`before-30`, `expired`, `ceased`, ...), the day of the next automatic order.
+    auto_renew_method: PaymentMethod | None = None
+    auto_renew_years: int = 1
+    next_notice_on: date | None = None
+    next_notice_kind: str | None = None
+    next_auto_order_on: date | None = None

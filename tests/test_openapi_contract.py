@@ -259,7 +259,7 @@ async def test_panel_events_are_a_union_on_type_with_one_example_per_event(serve
     document = app.openapi()
     union = document["components"]["schemas"]["PanelEvent"]
     events = set(union["discriminator"]["mapping"])
-    assert union["discriminator"]["propertyName"] == "type" and len(union["oneOf"]) == len(events) == 6
+    assert union["discriminator"]["propertyName"] == "type" and len(union["oneOf"]) == len(events) == 7
     examples = document["paths"]["/panel/events"]["post"]["requestBody"]["content"]["application/json"]["examples"]
     assert {example["value"]["type"] for example in examples.values()} == events
 

@@ -19,10 +19,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.charges import Charges
     from activities.mail import Mailer
     from activities.store import Store
     from renewals import errors
-    from renewals.calls import SendEmail, SettlePayment
+    from renewals.calls import RequestCharge, SendEmail, SettlePayment
     from renewals.pricing import euro
 
 A = TypeVar("A")
@@ -61,6 +62,28 @@ class Effects:
             self._in_background(self._send(request))
         else:
             await self._send(request)
+
+    def charge(
+        self, request: RequestCharge, until: timedelta, then: SendEmail, on_failed: Callable[[str], None]
+    ) -> None:
+        """P16, in the background: the charge request, retried until the back office acknowledges it
+        (for at most `until`: past the order's deadline a charge is no use), then the email telling
+        the customer the date and amount. A request never acknowledged is shown, never a failure."""
+
+        async def charge() -> None:
+            try:
+                await self.call(
+                    Charges.request_charge,
+                    request,
+                    schedule_to_close_timeout=until,
+                    summary=f"charge request {request.order_number}: {euro(request.amount_cents)} by {request.method}",
+                )
+            except ActivityError as error:
+                on_failed(str(error.cause or error))
+                return
+            await self._send(then)
+
+        self._in_background(charge())
 
     async def record_payment(self, settle: SettlePayment, then: SendEmail | None) -> bool:
         """The ledger write of a payment the order decided (and its balance email). True when it

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         EmailTemplate,
         FindDiscountCode,
         LoadService,
+        RequestCharge,
         SendEmail,
         SettlePayment,
     )
@@ -32,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from renewals.dates import after, rome_today
     from renewals.details import current_details
     from renewals.durations import format_duration
-    from renewals.eligibility import refusal
+    from renewals.eligibility import auto_renew_refusal, last_reactivation_day, refusal
     from renewals.emails import email_request
     from renewals.messages import (
         AddAddon,
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from renewals.terms import years_refusal
     from renewals.types import INSTANT_METHODS, Stage
     from renewals.views import CartView, OrderView, PaymentOutcome, RenewalView
+    from renewals.year import EXPIRED, notice_key
 
     # Deterministic workflow code in modules of their own: passed through like the models, so
     # the sandbox imports them once, not once per renewal (Temporal's own advice, for speed).
@@ -108,12 +110,46 @@ class RenewalWorkflow:
                 self._enter(Phase.REFUSED, reason=cause.message, kind=errors.UNKNOWN_SERVICE)
                 return
             raise
-        reason = refusal(context.service, input.mode, rome_today(workflow.now()), input.policy)
+        today = rome_today(workflow.now())
+        if input.mode == "auto_renew":
+            reason = auto_renew_refusal(context.service, today, input.policy)
+        else:
+            reason = refusal(context.service, input.mode, today, input.policy)
         if reason:
             self._enter(Phase.REFUSED, reason=reason)
             return
         self.state.cart = Cart(mode=input.mode, service=context.service, prices=context.prices)
+        if input.mode == "auto_renew":
+            await self._order_by_itself()
+            return
         self._enter(Phase.CART, event=f"{input.mode} requested")
+
+    async def _order_by_itself(self) -> None:
+        """P16: no cart stage. The order is made at once for the stored term and method, with the
+        active add-ons at today's prices, due by the end of the expiry day; one per expiry."""
+        cart, state = self.state.require_cart(), self.state
+        checkout = cart.auto_checkout()
+        reason = years_refusal(checkout.years, cart.service.promotional)
+        if reason:
+            self._enter(Phase.REFUSED, reason=f"the stored auto-renew term cannot be ordered: {reason}")
+            return
+        now, info = workflow.now(), workflow.info()
+        request = cart.order_request(checkout, info.workflow_id, info.run_id, now, cart.auto_renew_due_by())
+        try:
+            created = await self.effects.call(
+                Store.create_order,
+                request,
+                summary=f"create automatic order: {checkout.years}y by {checkout.payment_method}, "
+                f"{euro(request.quote.total_cents)}",
+            )
+        except ActivityError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == errors.AUTO_ORDER_EXISTS:
+                self._enter(Phase.REFUSED, reason=cause.message)
+                return
+            raise
+        state.order = Order.confirmed(created.order_number, request)
+        self._enter(Phase.AWAITING_PAYMENT, event=f"automatic order {created.order_number} confirmed (P16)")
 
     async def _cart_stage(self, input: RenewalInput) -> None:
         """P4: a cart nobody touches for `cart_idle` is abandoned."""
@@ -127,9 +163,14 @@ class RenewalWorkflow:
         """P2 reminders, P3 deadline, P5 payments, ops cancel: until paid, lapsed or cancelled."""
         order = self.state.require_order()
         state = self.state
+        automatic = input.mode == "auto_renew"
+        if automatic:
+            # P16: a card or PayPal order is charged by the back office (no reminders: nothing for
+            # the customer to do); a bank transfer or postal slip order is paid as any other (P2).
+            await self._announce_automatic_order(order)
         # R6: instructions only "if it is not paid at once" (a versioned change: renewals started
         # before it have no marker in their history and keep emailing at once).
-        if self.effects.v2 or workflow.patched(INSTANT_PAYMENT_GRACE_PATCH):
+        elif self.effects.v2 or workflow.patched(INSTANT_PAYMENT_GRACE_PATCH):
             if order.method in INSTANT_METHODS:
                 grace = input.policy.instant_payment_grace
                 if self.effects.v2:  # P12: never wait past the deadline
@@ -141,6 +182,8 @@ class RenewalWorkflow:
         else:
             await self._email("payment_instructions", f"{order.number}:payment_instructions")
         reminders = [after(order.ordered_at, wait) for wait in input.policy.reminders]
+        if automatic and order.method in INSTANT_METHODS:
+            reminders = []
         sent = 0
         while True:
             await self.effects.drain_outbox()
@@ -156,7 +199,8 @@ class RenewalWorkflow:
             step = next_step(reminders, sent, order.due_by, now, coalesce=self.effects.v2)
             if step.action == "lapse":
                 state.phase = Phase.LAPSING
-                await self._close(order, Phase.ORDER_EXPIRED, "payment deadline passed (P3)")
+                lapse = "the automatic order was not paid by the expiry date (P16)" if automatic else None
+                await self._close(order, Phase.ORDER_EXPIRED, lapse or "payment deadline passed (P3)")
                 return
             if step.action == "remind":
                 sent = step.number or sent + 1
@@ -199,8 +243,60 @@ class RenewalWorkflow:
             summary=f"close order {order.number}: {reason}",
         )
         self._enter(phase, reason=reason)
+        if phase == Phase.ORDER_EXPIRED and self._input.mode == "auto_renew":
+            await self.effects.email(self._expired_notice())
+            return
         template: EmailTemplate = "order_lapsed" if phase == Phase.ORDER_EXPIRED else "order_cancelled"
         await self._email(template, f"{order.number}:{template}", reason=reason)
+
+    # ------------------------------------------------------------------ the automatic order (P16)
+
+    async def _announce_automatic_order(self, order: Order) -> None:
+        """Card or PayPal: the charge request to the back office, then the email with the date and
+        amount of the charge (charged on the day of the order, so a refused card leaves the
+        customer until the expiry date to pay another way). Otherwise the instructions email."""
+        service = self.state.require_cart().service
+        if order.method not in INSTANT_METHODS:
+            await self._email("payment_instructions", f"{order.number}:payment_instructions")
+            return
+        charge_on = rome_today(order.ordered_at)
+        request = RequestCharge.model_validate(
+            {
+                "order_number": order.number,
+                "username": service.username,
+                "amount_cents": order.quote.total_cents,
+                "method": order.method,
+                "charge_on": charge_on,
+            }
+        )
+        told = self._email_request(
+            "auto_renew_charge",
+            f"{order.number}:auto_renew_charge",
+            charge_on=charge_on,
+            expires_on=service.expires_on,
+        )
+        until = max(order.due_by - workflow.now(), timedelta(minutes=1))  # a positive timeout, always
+        self.effects.charge(request, until, told, on_failed=self._charge_failed)
+
+    def _charge_failed(self, why: str) -> None:
+        self._touch(f"charge request not acknowledged by the payments back office: {why}")
+
+    def _expired_notice(self) -> SendEmail:
+        """The lapsed automatic order's one email: the service expired, Reactivate is open until the
+        last day of R2. Keyed as the daily run's day-after notice, so the customer gets one."""
+        service, policy = self.state.require_cart().service, self._input.policy
+        last = last_reactivation_day(
+            service.expires_on, policy.reactivation_window, legacy=not policy.reactivation_last_day_included
+        )
+        return email_request(
+            "service_expired",
+            notice_key(service.username, service.expires_on, EXPIRED),
+            service,
+            None,
+            expires_on=service.expires_on,
+            reactivate_until=last,
+            action_url=policy.panel_ui_url,
+        )
 
     # ------------------------------------------------------------------ emails
 
@@ -226,6 +322,16 @@ class RenewalWorkflow:
         if self.state.phase == Phase.REFUSED:
             raise refuse(self.state.reason or "refused", self.state.refusal_kind)
         return self._cart_view()
+
+    @open.validator
+    def _validate_open(self, request: OpenRequest) -> None:
+        if self._input.mode == "auto_renew":
+            order = self.state.order
+            raise refuse(
+                "auto-renew is on: the service renews by itself"
+                + (f" with the automatic order {order.number}" if order else "")
+                + ", so Renew is not offered (R1)"
+            )
 
     # ------------------------------------------------------------------ cart changes (R3, P4)
 
@@ -351,8 +457,9 @@ class RenewalWorkflow:
     @workflow.update
     async def cancel_order(self, request: CancelOrder) -> OrderView:
         self.state.phase = Phase.CANCELLING
-        self.state.reason = f"cancelled by ops: {request.reason}"
-        self._touch("cancel requested by ops")
+        by = "the customer" if request.by_customer else "ops"
+        self.state.reason = request.reason if request.by_customer else f"cancelled by ops: {request.reason}"
+        self._touch(f"cancel requested by {by}")
         await workflow.wait_condition(lambda: self.state.phase.stage != Stage.AWAITING_PAYMENT)
         return self._order_view()
 

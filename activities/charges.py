@@ -1,0 +1,96 @@
+"""The charge of a card or PayPal automatic order (P16): a signed `charge_requested` event POSTed to
+the payments back office (PAYMENTS_WEBHOOK_URL), which charges the customer's stored card or PayPal
+account and then registers the payment like any other (`POST /payments/events`).
+
+The request is written to `charge_requests` first (one row per order: a retry never makes a
+second), then POSTed, signed as DESIGN.md §5 signs every event (`X-Timestamp`, `X-Signature` with
+the first PAYMENTS_SECRET), until the back office answers 2xx; each attempt is counted and its
+error kept on the row for ops. With no URL set (the local stack) the row is the whole request.
+"""
+
+import json
+import time
+
+import asyncpg
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ingress.signing import signed_headers
+from renewals.calls import ChargeRequested, RequestCharge
+
+EVENT_TYPE = "charge_requested"
+NOT_ACKNOWLEDGED = "ChargeNotAcknowledged"  # retryable: the activity's retry policy tries again
+
+
+def charge_event(request: RequestCharge) -> bytes:
+    """The event's body: the same bytes on every attempt (only the signature's timestamp changes)."""
+    return json.dumps(
+        {
+            "type": EVENT_TYPE,
+            "order_number": request.order_number,
+            "username": request.username,
+            "amount_cents": request.amount_cents,
+            "currency": request.currency,
+            "method": request.method,
+            "charge_on": request.charge_on.isoformat(),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+class Charges:
+    """Holds the pool, the back office's URL (None: record only) and the secret it verifies with."""
+
+    def __init__(self, pool: asyncpg.Pool, url: str | None, secret: str, *, timeout: float = 10.0) -> None:
+        self.pool = pool
+        self.url = url
+        self.secret = secret
+        self.timeout = timeout
+
+    @activity.defn
+    async def request_charge(self, request: RequestCharge) -> ChargeRequested:
+        row = await self.pool.fetchrow(
+            """
+            INSERT INTO charge_requests (order_number, username, amount_cents, currency, method, charge_on, url)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (order_number) DO UPDATE SET url = EXCLUDED.url
+            RETURNING attempts, acknowledged_at
+            """,
+            request.order_number,
+            request.username,
+            request.amount_cents,
+            request.currency,
+            request.method,
+            request.charge_on,
+            self.url,
+        )
+        if row["acknowledged_at"] is not None:
+            return ChargeRequested(acknowledged=True, attempts=row["attempts"])
+        if self.url is None:
+            return ChargeRequested(acknowledged=False, attempts=row["attempts"])
+        body = charge_event(request)
+        headers = {"Content-Type": "application/json", **signed_headers(self.secret, int(time.time()), body)}
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.post(self.url, content=body, headers=headers)
+            error = None if response.is_success else f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.HTTPError as failure:
+            error = f"{type(failure).__name__}: {failure}"[:300]
+        attempts = await self.pool.fetchval(
+            """
+            UPDATE charge_requests
+            SET attempts = attempts + 1, last_error = $2,
+                acknowledged_at = CASE WHEN $2::text IS NULL THEN now() END
+            WHERE order_number = $1
+            RETURNING attempts
+            """,
+            request.order_number,
+            error,
+        )
+        if error is not None:
+            raise ApplicationError(
+                f"the payments back office did not acknowledge the charge of {request.order_number}: {error}",
+                type=NOT_ACKNOWLEDGED,
+            )
+        return ChargeRequested(acknowledged=True, attempts=attempts)
