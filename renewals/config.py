@@ -231,6 +231,7 @@ class Settings(BaseSettings):
             reactivation_window=self.reactivation_window,
             instant_payment_grace=self.instant_payment_grace,
             reactivation_last_day_included=True,
+            reactivate_with_auto_renew=True,
             panel_ui_url=self.panel_ui_url,
         )
 

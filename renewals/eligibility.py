@@ -45,10 +45,25 @@ def service_status(service: ServiceRecord, today: date, window: timedelta, *, le
 
 def eligibility_under(policy: Policy, service: ServiceRecord, today: date) -> Eligibility:
     """Eligibility with the R2 boundary the policy carries (renewals started before issue 18 keep theirs)."""
-    return eligibility(service, today, policy.reactivation_window, legacy=not policy.reactivation_last_day_included)
+    return eligibility(
+        service,
+        today,
+        policy.reactivation_window,
+        legacy=not policy.reactivation_last_day_included,
+        reactivate_with_auto_renew=policy.reactivate_with_auto_renew,
+    )
 
 
-def eligibility(service: ServiceRecord, today: date, window: timedelta, *, legacy: bool = False) -> Eligibility:
+def eligibility(
+    service: ServiceRecord,
+    today: date,
+    window: timedelta,
+    *,
+    legacy: bool = False,
+    reactivate_with_auto_renew: bool = True,
+) -> Eligibility:
+    """`reactivate_with_auto_renew` False is the rule renewals started before issue 15 were given
+    (an expired service with auto-renew on offered nothing); their input keeps it."""
     status = service_status(service, today, window, legacy=legacy)
     if status == "ceased":
         last = last_reactivation_day(service.expires_on, window, legacy=legacy)
@@ -58,7 +73,9 @@ def eligibility(service: ServiceRecord, today: date, window: timedelta, *, legac
             f"the service expired on {service.expires_on.isoformat()} and could be reactivated through "
             f"{last.isoformat()}; it is ceased: it can no longer be renewed or reactivated (R2)",
         )
-    if service.auto_renew:
+    if service.auto_renew and (status == "active" or not reactivate_with_auto_renew):
+        # R1 hides Renew only: once expired (an automatic order left unpaid, P16), Reactivate is
+        # offered for the window as for any expired service (R2).
         return Eligibility(
             status,
             None,

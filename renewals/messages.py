@@ -36,6 +36,9 @@ class Policy(Model):
     # R2 (issue 18): the window's last day is the 90th after expiry, not the 89th. Inputs recorded
     # before it lack the field and keep the boundary they were started with (no replay changes).
     reactivation_last_day_included: bool = False
+    # P16 (issue 15): an expired service with auto-renew on (its automatic order lapsed) is offered
+    # Reactivate. Inputs recorded before it lack the field and keep refusing, as they did.
+    reactivate_with_auto_renew: bool = False
     # The customer's pages (PANEL_UI_URL): the Reactivate action in a lapsed automatic order's
     # email (P16). None in inputs recorded before it: the email then names no link.
     panel_ui_url: str | None = None

@@ -190,9 +190,7 @@ async def test_p15_a_page_of_the_day_reads_the_services_due_index(store: Store) 
         expires_on,
     )
     await store.pool.execute("ANALYZE services")
-    plan = "\n".join(
-        row[0] for row in await store.pool.fetch("EXPLAIN " + DUE_PAGE, expires_on, False, "", False, 500)
-    )
+    plan = "\n".join(row[0] for row in await store.pool.fetch("EXPLAIN " + DUE_PAGE, expires_on, False, "", False, 500))
     assert "services_due" in plan and "Seq Scan on services" not in plan, plan
 
 

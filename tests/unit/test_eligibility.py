@@ -41,10 +41,18 @@ def test_r1_renew_refused_when_auto_renew_on():
     assert reason is not None and "auto-renew is on" in reason and "(R1)" in reason
 
 
-def test_r1_reactivate_refused_when_auto_renew_on_and_expired():
+def test_r1_p16_reactivate_offered_when_auto_renew_on_and_expired():
+    # The automatic order lapsed unpaid (P16): the service expired and Reactivate is offered (R2).
     found = eligibility(service(auto_renew=True), date(2025, 7, 1), WINDOW)
+    assert (found.status, found.action) == ("expired", "reactivate")
+    assert refusal(service(auto_renew=True), "reactivate", date(2025, 7, 1), POLICY) is None
+
+
+def test_r1_reactivate_refused_when_auto_renew_on_and_expired_for_renewals_started_before_p16():
+    before = POLICY.model_copy(update={"reactivate_with_auto_renew": False})
+    found = eligibility(service(auto_renew=True), date(2025, 7, 1), WINDOW, reactivate_with_auto_renew=False)
     assert (found.status, found.action) == ("expired", None)
-    assert "(R1)" in refusal(service(auto_renew=True), "reactivate", date(2025, 7, 1), POLICY)
+    assert "(R1)" in refusal(service(auto_renew=True), "reactivate", date(2025, 7, 1), before)
 
 
 def test_p9_expiry_day_itself_is_still_active():
