@@ -216,7 +216,7 @@ def serve(settings: Settings) -> None:
         client = await connect(settings)
         store = await Store.connect(settings.database_url)
         public = create_app(
-            Ingress(client, store, settings.policy(), settings.temporal_task_queue),
+            Ingress(client, store, settings.policy(), settings.temporal_task_queue, year=settings.year()),
             settings.panel_secrets,
             settings.payments_secrets,
             RateLimiter(settings.panel_rate_per_minute / 60, settings.panel_burst),
