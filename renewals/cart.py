@@ -3,7 +3,7 @@
 from datetime import date, datetime
 
 from renewals.calls import CreateOrder
-from renewals.dates import DAY, add_years, start_of_day
+from renewals.dates import DAY, add_years, after, start_of_day
 from renewals.eligibility import reactivation_window_end
 from renewals.messages import Checkout, Policy
 from renewals.pricing import order_lines, quote
@@ -85,6 +85,10 @@ class Cart(Model):
     def auto_renew_due_by(self) -> datetime:
         """The automatic order's deadline (P16): the end of the expiry day, Rome midnight after it."""
         return start_of_day(self.service.expires_on + DAY)
+
+    def due_by(self, now: datetime, policy: Policy) -> datetime:
+        """A checked-out order's deadline: P3's wait, never past the end of the R2 window."""
+        return min(after(now, policy.payment_deadline), self.ceases_at(policy))
 
     def ceases_at(self, policy: Policy) -> datetime:
         """When the service ceases (R2): no deadline, extension or checkout goes past it."""

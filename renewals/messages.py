@@ -100,6 +100,11 @@ class CancelOrder(Model):
     # The customer turned auto-renew off (P16): the reason is theirs, not "cancelled by ops".
     by_customer: bool = False
 
+    @property
+    def stated(self) -> str:
+        """The order's close reason, saying who cancelled it."""
+        return self.reason if self.by_customer else f"cancelled by ops: {self.reason}"
+
 
 class ExtendDeadline(Model):
     days: int = Field(ge=1, le=365)

@@ -8,8 +8,8 @@ unmatched. The workflow asks; the ledger records the answer; nobody sums payment
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from renewals.calls import CreateOrder
-from renewals.dates import after
+from renewals.calls import CreateOrder, RequestCharge
+from renewals.dates import after, rome_today
 from renewals.messages import PaymentEntry
 from renewals.payments import instructions
 from renewals.records import OrderLine, Quote
@@ -147,6 +147,19 @@ class Order(Model):
             payment_instructions=instructions(self.number, self.quote.total_cents),
             new_expires_on=self.new_expires_on,
             invoice=self.invoice,
+        )
+
+    def charge_request(self, username: str) -> RequestCharge:
+        """P16: the charge of a card or PayPal automatic order, on the day it was ordered (so a
+        refused card leaves the customer until the expiry date to pay another way)."""
+        return RequestCharge.model_validate(
+            {
+                "order_number": self.number,
+                "username": username,
+                "amount_cents": self.quote.total_cents,
+                "method": self.method,
+                "charge_on": rome_today(self.ordered_at),
+            }
         )
 
     def email_fields(self) -> dict[str, Any]:

@@ -40,4 +40,20 @@ def demo_services(today: date) -> list[ServiceRecord]:
         service("demo-storage75", storage_used_mb=1536),
         service("demo-storage95", storage_used_mb=1946),
         service("demo-promo", promotional=True),
+        # The service's year (P15, P16): each is due on the day it is seeded, so the daily run
+        # `make run` triggers when it first creates its Schedule shows them within a minute.
+        service("demo-notice30", expires_on=today + timedelta(days=30)),
+        service("demo-notice7", expires_on=today + timedelta(days=7)),
+        service("demo-notice1", expires_on=today + timedelta(days=1)),
+        service("demo-expired1", expires_on=today - timedelta(days=1), auto_renew=True, auto_renew_method="card"),
+        service("demo-ceasing", expires_on=today - timedelta(days=91)),
+        service("demo-auto-card", expires_on=today + timedelta(days=30), auto_renew=True, auto_renew_method="card"),
+        service(
+            "demo-auto-bank",
+            expires_on=today + timedelta(days=30),
+            auto_renew=True,
+            auto_renew_years=2,
+            auto_renew_method="bank_transfer",
+            addons=[AddonQuantity(addon="extra_storage", quantity=1)],
+        ),
     ]

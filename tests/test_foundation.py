@@ -171,6 +171,17 @@ async def test_sink_saves_each_accepted_message_as_an_eml_file(mail_sink):
 # ---------------------------------------------------------------------- the whole local stack
 
 
+YEAR_DEMO = {
+    "demo-notice30 expiry_notice",
+    "demo-notice7 expiry_notice",
+    "demo-notice1 expiry_notice",
+    "demo-expired1 service_expired",
+    "demo-ceasing service_ceased",
+    "demo-auto-card auto_renew_charge",
+    "demo-auto-bank payment_instructions",
+}
+
+
 async def test_make_run_stack_starts_serves_stops_and_keeps_its_data(tmp_path):
     env = stack_env(tmp_path / "var")
     process, banner = start_stack(env)
@@ -186,8 +197,19 @@ async def test_make_run_stack_starts_serves_stops_and_keeps_its_data(tmp_path):
             assert ui.status_code == 200
         conn = await asyncpg.connect(env["DATABASE_URL"])
         try:
-            assert await conn.fetchval("SELECT count(*) FROM services WHERE username LIKE 'demo-%'") == 7
+            assert await conn.fetchval("SELECT count(*) FROM services WHERE username LIKE 'demo-%'") == 14
             assert await conn.fetchval("SELECT unit_price_cents FROM products WHERE product = 'service'") == 2500
+
+            # P15, P16: the worker creates the daily Schedule and runs today at once: the demo's year
+            # shows within a minute (notices, the automatic orders, the card's charge request).
+            async def year_shown() -> set[str]:
+                rows = await conn.fetch("SELECT username, template FROM email_log WHERE username LIKE 'demo-%'")
+                found = {f"{row['username']} {row['template']}" for row in rows}
+                return found if YEAR_DEMO <= found else set()
+
+            await eventually(year_shown, 60, "the demo's notices and automatic orders")
+            charge = await conn.fetchrow("SELECT * FROM charge_requests WHERE username = 'demo-auto-card'")
+            assert charge is not None and charge["url"] is None  # no PAYMENTS_WEBHOOK_URL: recorded
         finally:
             await conn.close()
     finally:

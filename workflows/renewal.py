@@ -6,7 +6,6 @@ validators read it as rules. Arithmetic, decisions about payments and presentati
 domain (`Cart`, `Order`, `renewals.details`).
 """
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -25,16 +24,13 @@ with workflow.unsafe.imports_passed_through():
         EmailTemplate,
         FindDiscountCode,
         LoadService,
-        RequestCharge,
-        SendEmail,
         SettlePayment,
     )
     from renewals.cart import Cart
     from renewals.dates import after, rome_today
-    from renewals.details import current_details
     from renewals.durations import format_duration
-    from renewals.eligibility import auto_renew_refusal, last_reactivation_day, refusal
-    from renewals.emails import email_request
+    from renewals.eligibility import auto_renew_refusal, refusal
+    from renewals.emails import expired_notice
     from renewals.messages import (
         AddAddon,
         ApplyDiscount,
@@ -53,12 +49,11 @@ with workflow.unsafe.imports_passed_through():
     from renewals.terms import years_refusal
     from renewals.types import INSTANT_METHODS, Stage
     from renewals.views import CartView, OrderView, PaymentOutcome, RenewalView
-    from renewals.year import EXPIRED, notice_key
 
     # Deterministic workflow code in modules of their own: passed through like the models, so
     # the sandbox imports them once, not once per renewal (Temporal's own advice, for speed).
-    from workflows.effects import Effects
-    from workflows.state import Phase, RenewalState, refuse
+    from workflows.bookkeeping import Bookkeeping
+    from workflows.state import Phase, refuse
 
 # Renewals started before issue 14 replay their recorded command sequence (tests/histories/);
 # those started after record this marker first and take the v2 path (workflows/effects.py):
@@ -69,12 +64,10 @@ INSTANT_PAYMENT_GRACE_PATCH = "instant-payment-grace"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class RenewalWorkflow:
+class RenewalWorkflow(Bookkeeping):
     @workflow.init
     def __init__(self, input: RenewalInput) -> None:
-        self._input = input
-        self.state = RenewalState()
-        self.effects = Effects(on_refused=self._email_refused, on_sent=self._email_sent)
+        super().__init__(input)
 
     # ------------------------------------------------------------------ the stages
 
@@ -127,29 +120,33 @@ class RenewalWorkflow:
     async def _order_by_itself(self) -> None:
         """P16: no cart stage. The order is made at once for the stored term and method, with the
         active add-ons at today's prices, due by the end of the expiry day; one per expiry."""
-        cart, state = self.state.require_cart(), self.state
+        cart = self.state.require_cart()
         checkout = cart.auto_checkout()
         reason = years_refusal(checkout.years, cart.service.promotional)
         if reason:
             self._enter(Phase.REFUSED, reason=f"the stored auto-renew term cannot be ordered: {reason}")
             return
-        now, info = workflow.now(), workflow.info()
-        request = cart.order_request(checkout, info.workflow_id, info.run_id, now, cart.auto_renew_due_by())
         try:
-            created = await self.effects.call(
-                Store.create_order,
-                request,
-                summary=f"create automatic order: {checkout.years}y by {checkout.payment_method}, "
-                f"{euro(request.quote.total_cents)}",
-            )
+            await self._order(checkout, cart.auto_renew_due_by(), "automatic ")
         except ActivityError as error:
             cause = error.cause
             if isinstance(cause, ApplicationError) and cause.type == errors.AUTO_ORDER_EXISTS:
                 self._enter(Phase.REFUSED, reason=cause.message)
                 return
             raise
-        state.order = Order.confirmed(created.order_number, request)
-        self._enter(Phase.AWAITING_PAYMENT, event=f"automatic order {created.order_number} confirmed (P16)")
+
+    async def _order(self, checkout: Checkout, due_by: datetime, what: str = "") -> None:
+        """Create the order (a number from PostgreSQL) and await its payment."""
+        now, info, cart = workflow.now(), workflow.info(), self.state.require_cart()
+        request = cart.order_request(checkout, info.workflow_id, info.run_id, now, due_by)
+        created = await self.effects.call(
+            Store.create_order,
+            request,
+            summary=f"create {what}order: {checkout.years}y by {checkout.payment_method}, "
+            f"{euro(request.quote.total_cents)}",
+        )
+        self.state.order = Order.confirmed(created.order_number, request)
+        self._enter(Phase.AWAITING_PAYMENT, event=f"{what}order {created.order_number} confirmed")
 
     async def _cart_stage(self, input: RenewalInput) -> None:
         """P4: a cart nobody touches for `cart_idle` is abandoned."""
@@ -244,7 +241,7 @@ class RenewalWorkflow:
         )
         self._enter(phase, reason=reason)
         if phase == Phase.ORDER_EXPIRED and self._input.mode == "auto_renew":
-            await self.effects.email(self._expired_notice())
+            await self.effects.email(expired_notice(self.state.require_cart().service, self._input.policy))
             return
         template: EmailTemplate = "order_lapsed" if phase == Phase.ORDER_EXPIRED else "order_cancelled"
         await self._email(template, f"{order.number}:{template}", reason=reason)
@@ -259,59 +256,17 @@ class RenewalWorkflow:
         if order.method not in INSTANT_METHODS:
             await self._email("payment_instructions", f"{order.number}:payment_instructions")
             return
-        charge_on = rome_today(order.ordered_at)
-        request = RequestCharge.model_validate(
-            {
-                "order_number": order.number,
-                "username": service.username,
-                "amount_cents": order.quote.total_cents,
-                "method": order.method,
-                "charge_on": charge_on,
-            }
-        )
         told = self._email_request(
             "auto_renew_charge",
             f"{order.number}:auto_renew_charge",
-            charge_on=charge_on,
+            charge_on=rome_today(order.ordered_at),
             expires_on=service.expires_on,
         )
         until = max(order.due_by - workflow.now(), timedelta(minutes=1))  # a positive timeout, always
-        self.effects.charge(request, until, told, on_failed=self._charge_failed)
+        self.effects.charge(order.charge_request(service.username), until, told, on_failed=self._charge_failed)
 
     def _charge_failed(self, why: str) -> None:
         self._touch(f"charge request not acknowledged by the payments back office: {why}")
-
-    def _expired_notice(self) -> SendEmail:
-        """The lapsed automatic order's one email: the service expired, Reactivate is open until the
-        last day of R2. Keyed as the daily run's day-after notice, so the customer gets one."""
-        service, policy = self.state.require_cart().service, self._input.policy
-        last = last_reactivation_day(
-            service.expires_on, policy.reactivation_window, legacy=not policy.reactivation_last_day_included
-        )
-        return email_request(
-            "service_expired",
-            notice_key(service.username, service.expires_on, EXPIRED),
-            service,
-            None,
-            expires_on=service.expires_on,
-            reactivate_until=last,
-            action_url=policy.panel_ui_url,
-        )
-
-    # ------------------------------------------------------------------ emails
-
-    async def _email(self, template: EmailTemplate, key: str, **fields: object) -> None:
-        await self.effects.email(self._email_request(template, key, **fields))
-
-    def _email_request(self, template: EmailTemplate, key: str, **fields: object) -> SendEmail:
-        return email_request(template, key, self.state.require_cart().service, self.state.order, **fields)
-
-    def _email_sent(self, email: SendEmail) -> None:
-        self.state.emails.append(email.key)
-
-    def _email_refused(self, email: SendEmail, why: str) -> None:
-        self.state.emails.append(f"{email.key} refused: {why}")
-        self._touch(f"email {email.template} refused by the mail server")
 
     # ------------------------------------------------------------------ opening (update-with-start)
 
@@ -388,24 +343,14 @@ class RenewalWorkflow:
     @workflow.update
     async def checkout(self, checkout: Checkout) -> OrderView:
         """Confirm the order and give it a number; the instructions email follows."""
-        input, cart, state = self._input, self.state.require_cart(), self.state
+        cart, state = self.state.require_cart(), self.state
         state.phase = Phase.CHECKING_OUT
         self._touch(f"checkout: {checkout.years} years by {checkout.payment_method}")
         try:
-            now, info = workflow.now(), workflow.info()
-            due_by = min(after(now, input.policy.payment_deadline), cart.ceases_at(input.policy))
-            request = cart.order_request(checkout, info.workflow_id, info.run_id, now, due_by)
-            created = await self.effects.call(
-                Store.create_order,
-                request,
-                summary=f"create order: {checkout.years}y by {checkout.payment_method}, "
-                f"{euro(request.quote.total_cents)}",
-            )
+            await self._order(checkout, cart.due_by(workflow.now(), self._input.policy))
         except BaseException:
             state.phase = Phase.CART
             raise
-        state.order = Order.confirmed(created.order_number, request)
-        self._enter(Phase.AWAITING_PAYMENT, event=f"order {created.order_number} confirmed")
         return self._order_view()
 
     @checkout.validator
@@ -457,9 +402,8 @@ class RenewalWorkflow:
     @workflow.update
     async def cancel_order(self, request: CancelOrder) -> OrderView:
         self.state.phase = Phase.CANCELLING
-        by = "the customer" if request.by_customer else "ops"
-        self.state.reason = request.reason if request.by_customer else f"cancelled by ops: {request.reason}"
-        self._touch(f"cancel requested by {by}")
+        self.state.reason = request.stated
+        self._touch(f"cancel requested by {'the customer' if request.by_customer else 'ops'}")
         await workflow.wait_condition(lambda: self.state.phase.stage != Stage.AWAITING_PAYMENT)
         return self._order_view()
 
@@ -502,50 +446,4 @@ class RenewalWorkflow:
             order=self._order_view() if order else None,
             payments=list(order.payments) if order else [],
             emails=list(state.emails),
-        )
-
-    def _cart_view(self) -> CartView:
-        order = self._order_view() if self.state.order else None
-        return self.state.require_cart().view(self.state.phase.stage, rome_today(workflow.now()), order)
-
-    def _order_view(self) -> OrderView:
-        return self.state.require_order().view(self.state.phase.stage)
-
-    # ------------------------------------------------------------------ bookkeeping
-
-    async def _wait(self, condition: Callable[[], bool], timeout: timedelta, summary: str) -> bool:
-        """Wait for `condition` at most `timeout` (a durable timer ops see by its summary); False
-        when the time ran out first."""
-        if timeout <= timedelta(0):
-            return False
-        try:
-            await workflow.wait_condition(condition, timeout=timeout, timeout_summary=summary)
-            return True
-        except TimeoutError:
-            return False
-
-    def _touched_since(self, seen: int) -> Callable[[], bool]:
-        return lambda: self.state.touched != seen
-
-    def _touch(self, event: str) -> None:
-        self.state.touched += 1
-        self.state.last_event = event
-        self._show_details()
-
-    def _enter(self, phase: Phase, *, reason: str | None = None, event: str | None = None, kind: str = "") -> None:
-        """A new stage: search attributes and current details follow."""
-        state = self.state
-        state.phase = phase
-        state.touched += 1
-        if reason is not None:
-            state.reason = reason
-            state.refusal_kind = kind or errors.NOT_ALLOWED
-        state.last_event = event or reason or phase.value
-        workflow.upsert_search_attributes(sa.renewal_attributes(phase.stage.value, state.order))
-        self._show_details()
-
-    def _show_details(self, next_wake: datetime | None = None, what: str = "") -> None:
-        state = self.state
-        workflow.set_current_details(
-            current_details(state.phase.stage, state.reason, state.order, state.last_event, next_wake, what)
         )
