@@ -192,7 +192,8 @@ async def main() -> None:
         charges=charges,
     )
     await ensure_reconciler_schedule(client, settings.temporal_task_queue, settings.reconcile_every)
-    await ensure_daily_schedule(client, settings.temporal_task_queue, settings)
+    if settings.daily_at != "off":
+        await ensure_daily_schedule(client, settings.temporal_task_queue, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -123,7 +123,8 @@ class Settings(BaseSettings):
         [30, 7, 1], alias="RENEWALS_EXPIRY_NOTICES"
     )
     auto_renew_lead: Duration = Field(timedelta(days=30), alias="RENEWALS_AUTO_RENEW_LEAD")
-    daily_at: str = Field("06:00", alias="RENEWALS_DAILY_AT", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    # `off`: this worker leaves the daily run's Schedule alone (another deployment owns it).
+    daily_at: str = Field("06:00", alias="RENEWALS_DAILY_AT", pattern=r"^(([01]\d|2[0-3]):[0-5]\d|off)$")
     # Where a card or PayPal automatic order's charge_requested event is POSTed, signed with
     # PAYMENTS_SECRET (P16); unset: the request is only recorded (charge_requests), as locally.
     # The customer's pages as customers reach them: the Renew and Reactivate action in the notices.

@@ -240,6 +240,8 @@ async def test_worker_logs_json_serves_sdk_metrics_and_stops_on_sigterm(env, sto
             mail_sink,
             TEMPORAL_TASK_QUEUE=queue,
             WORKER_METRICS_ADDRESS=f"127.0.0.1:{port}",
+            # The session's shared server and database: no daily run over other tests' services.
+            RENEWALS_DAILY_AT="off",
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

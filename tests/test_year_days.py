@@ -6,6 +6,7 @@ tests are never due on it.
 """
 
 import asyncio
+import contextlib
 import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.store import Store
@@ -221,8 +223,10 @@ async def test_p15_the_daily_schedule_runs_in_the_rome_calendar_and_catches_up(w
     from worker import DAILY_CATCHUP, ensure_daily_schedule
 
     settings = Settings(RENEWALS_DAILY_AT="05:30")
-    await ensure_daily_schedule(worker.client, TASK_QUEUE, settings, run_today=False)
     handle = worker.client.get_schedule_handle(DAILY_SCHEDULE_ID)
+    with contextlib.suppress(RPCError):
+        await handle.delete()  # one a worker.py of another test made
+    await ensure_daily_schedule(worker.client, TASK_QUEUE, settings, run_today=False)
     try:
         await ensure_daily_schedule(worker.client, TASK_QUEUE, settings, run_today=False)  # a second worker
         described = await handle.describe()
