@@ -23,6 +23,8 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -125,8 +127,8 @@ def auto_renewal_starter(client: Client, task_queue: str, policy: Policy) -> Sta
 async def ensure_daily_schedule(client: Client, task_queue: str, settings: Settings, *, run_today: bool = True) -> None:
     """The service's year (P15, P16): one run a day at RENEWALS_DAILY_AT in the Rome calendar.
     Missed days (the cluster down) are caught up, each run doing the day it was meant for; runs
-    never overlap. Created once, and then (`run_today`) run at once for today, whose hour may
-    have passed; a second worker finds it (change it with `temporal schedule`)."""
+    never overlap. When first created it runs at once for today (`run_today`), whose hour may
+    have passed; a worker that finds it brings it to its own settings."""
     hour, minute = (int(part) for part in settings.daily_at.split(":"))
     run = DayRun(year=settings.year(), action_url=settings.panel_ui_url)
     schedule = Schedule(
@@ -140,7 +142,13 @@ async def ensure_daily_schedule(client: Client, task_queue: str, settings: Setti
     try:
         await client.create_schedule(DAILY_SCHEDULE_ID, schedule, trigger_immediately=run_today)
     except ScheduleAlreadyRunningError:
-        pass
+        # The environment is the truth: each worker brings the Schedule to its settings (its
+        # time, the notice days in its runs' input), keeping its state: one ops paused stays paused.
+        async def to_settings(found: ScheduleUpdateInput) -> ScheduleUpdate:
+            schedule.state = found.description.schedule.state
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(DAILY_SCHEDULE_ID).update(to_settings)
 
 
 def tls_config(settings: Settings) -> TLSConfig | None:

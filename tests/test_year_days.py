@@ -222,20 +222,23 @@ async def test_p15_the_daily_schedule_runs_in_the_rome_calendar_and_catches_up(w
     from renewals.config import Settings
     from worker import DAILY_CATCHUP, ensure_daily_schedule
 
-    settings = Settings(RENEWALS_DAILY_AT="05:30")
     handle = worker.client.get_schedule_handle(DAILY_SCHEDULE_ID)
     with contextlib.suppress(RPCError):
         await handle.delete()  # one a worker.py of another test made
-    await ensure_daily_schedule(worker.client, TASK_QUEUE, settings, run_today=False)
+    await ensure_daily_schedule(worker.client, TASK_QUEUE, Settings(RENEWALS_DAILY_AT="05:30"), run_today=False)
     try:
-        await ensure_daily_schedule(worker.client, TASK_QUEUE, settings, run_today=False)  # a second worker
+        await handle.pause(note="ops")
+        # A worker started later with other settings brings the Schedule to them, still paused.
+        later = Settings(RENEWALS_DAILY_AT="07:15", RENEWALS_EXPIRY_NOTICES="14d,1d")
+        await ensure_daily_schedule(worker.client, TASK_QUEUE, later, run_today=False)
         described = await handle.describe()
     finally:
         await handle.delete()
 
     spec, policy, action = described.schedule.spec, described.schedule.policy, described.schedule.action
     assert spec.time_zone_name == "Europe/Rome"
-    assert [(c.hour[0].start, c.minute[0].start) for c in spec.calendars] == [(5, 30)]
+    assert [(c.hour[0].start, c.minute[0].start) for c in spec.calendars] == [(7, 15)]
     assert policy.catchup_window == DAILY_CATCHUP and policy.overlap == ScheduleOverlapPolicy.BUFFER_ALL
     assert isinstance(action, ScheduleActionStartWorkflow) and action.workflow == "ServiceYearDay"
+    assert described.schedule.state.paused
     assert described.info.num_actions == 0  # nothing ran: the test's own services are not touched
