@@ -4,10 +4,12 @@ stopped and started again while renewals run."""
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,10 +18,11 @@ from temporalio.client import Client
 from activities.store import Store
 from ingress.operations import Ingress
 from renewals.config import Settings
+from renewals.records import ServiceRecord
 from stack.database import prepare
 from stack.postgres import EmbeddedPostgres, free_port
 from stack.temporal import dev_server_command, wait_for_temporal
-from tests.conftest import ROOT
+from tests.conftest import ROOT, company_billing, person_billing, today
 
 
 class Stack:
@@ -102,3 +105,25 @@ async def fault_ingress(stack: Stack) -> AsyncIterator[Ingress]:
 async def pause(seconds: float) -> None:
     """The length of an outage: wall-clock time is the point of these tests."""
     await asyncio.sleep(seconds)
+
+
+async def seed_batch(ingress: Ingress, name: str, count: int) -> list[ServiceRecord]:
+    """`count` fresh services under a random prefix, expiring in 30 days, each with billing data
+    (every activation invoices, P17), stored in one import."""
+    prefix = f"{name}-{random.randrange(10**6):06d}"
+    services = [
+        ServiceRecord(
+            username=f"{prefix}-{n:04d}",
+            holder_name=f"Cliente {n}",
+            holder_email=f"{prefix}-{n:04d}@example.com",
+            purchased_on=today() - timedelta(days=200),
+            expires_on=today() + timedelta(days=30),
+            auto_renew=False,
+            storage_quota_mb=1000,
+            storage_used_mb=100,
+            billing=company_billing() if n % 2 else person_billing(),
+        )
+        for n in range(count)
+    ]
+    await ingress.store.services.upsert(services)
+    return services

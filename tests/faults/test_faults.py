@@ -20,7 +20,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
@@ -32,8 +32,8 @@ from renewals.invoice import schema_problems, sdi_problems
 from renewals.records import ServiceRecord
 from renewals.types import Stage
 from renewals.views import OrderView
-from tests.conftest import company_billing, eventually, handle_of, person_billing, today
-from tests.faults.conftest import Stack, pause
+from tests.conftest import eventually, handle_of
+from tests.faults.conftest import Stack, pause, seed_batch
 
 RENEWALS = int(os.environ.get("FAULTS_RENEWALS", "100"))
 CONCURRENCY = 20
@@ -95,22 +95,7 @@ async def one_renewal(ingress: Ingress, username: str) -> OrderView:
 async def run_with_fault(
     stack: Stack, ingress: Ingress, name: str, fault: Callable[[], Awaitable[None]], *, worker_kills: int = 0
 ) -> None:
-    prefix = f"{name}-{random.randrange(10**6):06d}"
-    services = [
-        ServiceRecord(
-            username=f"{prefix}-{n:04d}",
-            holder_name=f"Cliente {n}",
-            holder_email=f"{prefix}-{n:04d}@example.com",
-            purchased_on=today() - timedelta(days=200),
-            expires_on=today() + timedelta(days=30),
-            auto_renew=False,
-            storage_quota_mb=1000,
-            storage_used_mb=100,
-            billing=company_billing() if n % 2 else person_billing(),  # every activation invoices (P17)
-        )
-        for n in range(RENEWALS)
-    ]
-    await ingress.store.services.upsert(services)
+    services = await seed_batch(ingress, name, RENEWALS)
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def renew(service: ServiceRecord) -> OrderView:

@@ -12,7 +12,7 @@ import os
 import random
 import signal
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -24,8 +24,8 @@ from renewals.invoice import schema_problems, sdi_problems
 from renewals.records import ServiceRecord
 from renewals.types import Stage
 from renewals.views import OrderView
-from tests.conftest import company_billing, handle_of, person_billing, today
-from tests.faults.conftest import Stack, pause
+from tests.conftest import handle_of
+from tests.faults.conftest import Stack, pause, seed_batch
 from tests.faults.test_faults import retrying
 
 FULL = int(os.environ.get("FAULTS_RENEWALS", "100"))
@@ -74,22 +74,7 @@ async def retried_activations(ingress: Ingress, usernames: list[str]) -> int:
 
 
 async def pay_all_while_killing_the_worker(stack: Stack, ingress: Ingress, renewals: int, kills: int) -> None:
-    prefix = f"invoice-{random.randrange(10**6):06d}"
-    services = [
-        ServiceRecord(
-            username=f"{prefix}-{n:04d}",
-            holder_name=f"Cliente {n}",
-            holder_email=f"{prefix}-{n:04d}@example.com",
-            purchased_on=today() - timedelta(days=200),
-            expires_on=today() + timedelta(days=30),
-            auto_renew=False,
-            storage_quota_mb=1000,
-            storage_used_mb=100,
-            billing=company_billing() if n % 2 else person_billing(),
-        )
-        for n in range(renewals)
-    ]
-    await ingress.store.services.upsert(services)
+    services = await seed_batch(ingress, "invoice", renewals)
     gate = asyncio.Semaphore(20)
 
     async def checkout(service: ServiceRecord) -> OrderView:
