@@ -419,16 +419,20 @@ def _invoice_example() -> str:
 # ---------------------------------------------------------------------------- operations
 
 
-def _json(schema: dict[str, Any], description: str, examples: dict[str, Any]) -> dict[str, Any]:
+def _content(schema: dict[str, Any], examples: dict[str, Any]) -> dict[str, Any]:
+    """A JSON body (a request's or a response's): its schema and named examples."""
     return {
-        "description": description,
         "content": {
             "application/json": {
                 "schema": schema,
                 "examples": {name: {"value": value} for name, value in examples.items()},
             }
-        },
+        }
     }
+
+
+def _json(schema: dict[str, Any], description: str, examples: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, **_content(schema, examples)}
 
 
 def _username_parameter() -> dict[str, Any]:
@@ -456,15 +460,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ),
         tags=("panel",),
         secret="panel",
-        request={
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": _ref("PanelEvent"),
-                    "examples": {name: {"value": value} for name, value in PANEL_EVENT_EXAMPLES.items()},
-                }
-            },
-        },
+        request={"required": True, **_content(_ref("PanelEvent"), PANEL_EVENT_EXAMPLES)},
         ok=_json(
             _ref("PanelAnswer"),
             "The cart view, the order view after checkout, or the service view after auto_renew_changed.",
@@ -482,15 +478,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ),
         tags=("payments",),
         secret="payments",
-        request={
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": _ref("PaymentRegistered"),
-                    "examples": {"payment_registered": {"value": PAYMENT_EXAMPLE}},
-                }
-            },
-        },
+        request={"required": True, **_content(_ref("PaymentRegistered"), {"payment_registered": PAYMENT_EXAMPLE})},
         ok=_json(_ref("PaymentOutcome"), "What the payment did (P5).", {"applied": OUTCOME_EXAMPLE}),
         refusals=(400, 401, 409, 413, 422, 503),
     ),
