@@ -1,5 +1,5 @@
-"""The daily run's activities (P15, P16): a page of expiry notices sent over one SMTP connection,
-and a page of automatic renewals started.
+"""The daily run's activities (P15, P16): a page of expiry notices sent over the mailer's kept SMTP
+connections, and a page of automatic renewals started.
 
 A notice is claimed in the mail log under its name (service, expiry, kind) before it is sent, and
 marked sent right after, so a re-run of the day, or two runs at once, never sends it twice; a retry
@@ -17,7 +17,7 @@ from temporalio import activity
 
 from activities.mail import Mailer, compose, message_id, permanent_refusal, render
 from activities.store import Store
-from db.year import DueService, claim_notices, due_page
+from db.year import DueService, due_page
 from renewals.calls import DuePage, PageDone, SendEmail
 from renewals.messages import DayCount
 from renewals.year import Due, notice_key
@@ -41,8 +41,7 @@ class YearDesk:
         requests = [self._request(page, due, service) for service in found.due]
         rendered = {request.key: (request, *render(request)) for request in requests}
         info = activity.info()
-        mine = await claim_notices(
-            self.store.pool,
+        mine = await self.store.mail_log.claim_notices(
             [
                 (key, request.template, request.to_email, subject, message_id(key), request.username)
                 for key, (request, subject, _body) in rendered.items()
@@ -81,29 +80,29 @@ class YearDesk:
         )
 
     async def _send(self, emails: list[tuple[SendEmail, str, str]]) -> tuple[int, int]:
-        """Over one SMTP connection; each marked sent (or refused) as soon as the server took it."""
+        """Over the mailer's kept SMTP connections; each marked sent (or refused) as soon as the
+        server took it."""
         sent = refused = 0
         mail_log = self.store.mail_log
-        async with aiosmtplib.SMTP(hostname=self.mailer.host, port=self.mailer.port, timeout=20) as smtp:
-            for number, (request, subject, body) in enumerate(emails):
-                activity.heartbeat(number)
-                try:
-                    message = compose(request, self.mailer.sender, subject, message_id(request.key))
-                except ValueError as error:
-                    await mail_log.mark_refused(request.key, str(error))
-                    refused += 1
-                    continue
-                message.set_content(body)
-                try:
-                    async with asyncio.timeout(20):
-                        await smtp.send_message(message)
-                except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as error:
-                    why = permanent_refusal(error)
-                    if why is None:
-                        raise
-                    await mail_log.mark_refused(request.key, why)
-                    refused += 1
-                    continue
-                await mail_log.mark_sent(request.key, datetime.now(UTC))
-                sent += 1
+        for number, (request, subject, body) in enumerate(emails):
+            activity.heartbeat(number)
+            try:
+                message = compose(request, self.mailer.sender, subject, message_id(request.key))
+            except ValueError as error:
+                await mail_log.mark_refused(request.key, str(error))
+                refused += 1
+                continue
+            message.set_content(body)
+            try:
+                async with asyncio.timeout(20):
+                    await self.mailer.connections.send(message)
+            except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as error:
+                why = permanent_refusal(error)
+                if why is None:
+                    raise
+                await mail_log.mark_refused(request.key, why)
+                refused += 1
+                continue
+            await mail_log.mark_sent(request.key, datetime.now(UTC))
+            sent += 1
         return sent, refused

@@ -1,5 +1,4 @@
-"""The daily run's reads and claims (P15, P16): the services due on a day, a page at a time, and
-the mail log claims of their notices."""
+"""The daily run's read (P15, P16): the services due on a day, a page at a time."""
 
 from dataclasses import dataclass
 from datetime import date
@@ -47,28 +46,3 @@ async def due_page(pool: asyncpg.Pool, due: Due, after: str, limit: int) -> Page
     rows = await pool.fetch(DUE_PAGE, due.expires_on, due.auto_renew, after, due.kind == AUTO_RENEW, limit)
     found = [DueService(*row[:4]) for row in rows if not row["ordered"]]
     return Page(found, len(rows) - len(found), rows[-1]["username"] if rows else None)
-
-
-async def claim_notices(
-    pool: asyncpg.Pool, claims: list[tuple[str, str, str, str, str, str]], claimed_by: str
-) -> set[str]:
-    """Claim notices in the mail log: (key, template, recipient, subject, message_id, username)
-    each. Returns the keys to send: new ones, and this claimant's own claims left unsent by a
-    crashed attempt. A key sent, refused or claimed by another run is not returned."""
-    if not claims:
-        return set()
-    columns = list(zip(*claims, strict=True))
-    rows = await pool.fetch(
-        """
-        INSERT INTO email_log (key, template, recipient, subject, message_id, username, claimed_by)
-        SELECT k, t, r, s, m, u, $7
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS c(k, t, r, s, m, u)
-        ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key
-            WHERE email_log.status = 'sending' AND email_log.claimed_by = EXCLUDED.claimed_by
-        RETURNING key
-        """,
-        *[list(column) for column in columns],
-        claimed_by,
-    )
-    return {row["key"] for row in rows}
-
