@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from bench.run import RESULTS, machine_meta, reset_statements, statements_run
-from bench.stack import BenchStack
+from bench.stack import BenchStack, rss_bytes
 from db.year import DUE_PAGE
 from renewals import TASK_QUEUE
 from renewals.config import load_settings
@@ -72,7 +72,8 @@ FROM services s WHERE s.username LIKE 'ordered-%'
 """
 
 
-async def seed(url: str, args: argparse.Namespace) -> dict[str, int]:
+async def seed(url: str, args: argparse.Namespace) -> tuple[dict[str, int], str]:
+    """The services, counted by kind (and in all), and the plan of the first page's query."""
     conn = await asyncpg.connect(url)
     counts: dict[str, int] = {}
     try:
@@ -104,9 +105,7 @@ async def seed(url: str, args: argparse.Namespace) -> dict[str, int]:
         counts["_services_total"] = await conn.fetchval("SELECT count(*) FROM services")
     finally:
         await conn.close()
-    counts_plan = {**counts}
-    counts_plan["_plan"] = "\n".join(row[0] for row in plan)  # type: ignore[assignment]
-    return counts_plan
+    return counts, "\n".join(row[0] for row in plan)
 
 
 def say(text: str) -> None:
@@ -120,8 +119,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"meta": machine_meta(args, SQLITE_PRAGMAS), "day": DAY.isoformat()}
     try:
         say(f"seeding {args.services:,} services due on {DAY}, {args.auto:,} automatic, {args.noise:,} others")
-        seeded = await seed(stack.database_url, args)
-        plan = str(seeded.pop("_plan"))
+        seeded, plan = await seed(stack.database_url, args)
         results["seeded"] = seeded
         results["plan"] = plan
         say("page query plan:\n" + plan)
@@ -151,7 +149,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     / max(due, 1),
                     2,
                 ),
-                "rss_worker_bytes": stack_rss(stack),
+                "rss_worker_bytes": rss_bytes(stack.pid("worker")),
             }
             say(f"{label}: {due:,} due in {seconds:.1f} s; {json.dumps(results[label]['kinds'])}")
         results["emails_in_sink"] = sum(1 for _ in stack.mail_dir.glob("*.eml"))
@@ -167,12 +165,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def ours(statements: dict[str, int]) -> int:
     return sum(calls for query, calls in statements.items() if "pg_stat_statements" not in query)
-
-
-def stack_rss(stack: BenchStack) -> int:
-    from bench.stack import rss_bytes
-
-    return rss_bytes(stack.pid("worker"))
 
 
 def markdown(results: dict[str, Any]) -> str:
