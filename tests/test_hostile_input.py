@@ -44,7 +44,7 @@ from ingress.signing import read_payload, signed_headers
 from renewals.calls import SendEmail
 from renewals.records import ServiceRecord
 from starter import CliError, validate_services
-from tests.conftest import ROOT, MailSink, handle_of, new_service, today, unique
+from tests.conftest import ROOT, MailSink, eventually, handle_of, new_service, today, unique
 
 PANEL = "panel-hostile-secret"
 PAYMENTS = "payments-hostile-secret"
@@ -771,15 +771,6 @@ def delivered(sink: MailSink, seen: set[Path], wanted: str) -> bytes | None:
     return None
 
 
-async def _eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (value := check()) is None:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the email did not arrive at the sink")
-        await asyncio.sleep(0.02)
-    return value
-
-
 def test_holder_names_with_line_breaks_cannot_inject_mail_headers(
     loop: asyncio.AbstractEventLoop, mailer: Mailer, mail_sink: MailSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -803,7 +794,7 @@ def test_holder_names_with_line_breaks_cannot_inject_mail_headers(
             reason="prova",
         )
         run(ActivityEnvironment().run(mailer.send_email, request))
-        raw = run(_eventually(lambda: delivered(mail_sink, seen, message_id(key))))
+        raw = run(eventually(lambda: delivered(mail_sink, seen, message_id(key)), 10.0, "the email at the sink"))
         assert sorted(header_lines(raw)) == sorted(EMAIL_HEADERS), header_lines(raw)
         message = email.message_from_bytes(raw, policy=email.policy.default)
         for absent in ("Bcc", "Cc", "X-Injected"):
@@ -848,6 +839,6 @@ async def test_a_holder_name_stays_the_display_name_of_the_one_recipient(
         reason="prova",
     )
     await ActivityEnvironment().run(mailer.send_email, request)
-    raw = await _eventually(lambda: delivered(mail_sink, seen, message_id(key)))
+    raw = await eventually(lambda: delivered(mail_sink, seen, message_id(key)), 10.0, "the email at the sink")
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert [recipient.addr_spec for recipient in message["To"].addresses] == [address], message["To"]
