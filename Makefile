@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run servers stop test lint faults stack-signals contract-soak soak screenshot bench bench-year lock clean
+.PHONY: install run servers stop test lint faults stack-signals contract-soak soak screenshot bench bench-year bench-sdi lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,12 @@ bench: install
 bench-year: install
 	$(PY) -m pip install --quiet -e '.[dev,local,bench]'
 	$(PY) -m bench.year $(BENCH_ARGS)
+
+## Invoices delivered through the local SdI per second, and the CPU per invoice (P18), on a stack of
+## its own: `make bench-sdi BENCH_ARGS='--invoices 200'` for a quick one.
+bench-sdi: install
+	$(PY) -m pip install --quiet -e '.[dev,local,bench]'
+	$(PY) -m bench.sdi $(BENCH_ARGS)
 
 ## requirements.lock: the image's dependencies (pyproject.toml's, no extra), pinned with hashes.
 ## Run after changing the dependencies; the Dockerfile installs it with --require-hashes.

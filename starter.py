@@ -7,8 +7,13 @@
     python starter.py status USERNAME               the current or latest renewal
     python starter.py service USERNAME              which button the panel shows
     python starter.py services import FILE.json     load service records (all or nothing)
-    python starter.py invoice NUMBER                an invoice's XML (or an order number's invoice)
+    python starter.py invoice NUMBER                an invoice's SdI record: state, files sent, SdI's notifications
+    python starter.py invoice NUMBER --xml          its FatturaPA XML (NUMBER may be the order's FE-…)
     python starter.py invoice ORDER --issue         issue a paid order's missing invoice (billing data added since)
+    python starter.py invoice resend NUMBER [--late]  resend a rejected invoice, corrected, same number and date
+    python starter.py invoice close NUMBER --reason TEXT   ops decided about a rejected invoice
+    python starter.py invoice attention             deliveries that need a person, refused SdI callbacks
+    python starter.py invoice send-pending          start the delivery of issued invoices that have none
     python starter.py ops cancel USERNAME --reason TEXT
     python starter.py ops extend USERNAME --days N --reason TEXT
     python starter.py ops pay JSON                  register a payment by hand (ledger first)
@@ -97,7 +102,7 @@ async def import_services(settings: Settings, path: Path) -> dict[str, int]:
 
 
 async def read_invoice(settings: Settings, number: str, *, issue: bool = False) -> str:
-    """P17 (issue 17): the XML of invoice NUMBER (FT-…), or of the invoice of order NUMBER (FE-…);
+    """P17: the XML of invoice NUMBER (FT-…), or of the invoice of order NUMBER (FE-…);
     with `issue`, first issue the missing invoice of paid order NUMBER."""
     from db.invoices import invoice_by_number, invoice_of_order, issue_for_paid_order
     from renewals.invoice import InvoiceError
@@ -117,6 +122,39 @@ async def read_invoice(settings: Settings, number: str, *, issue: bool = False) 
     if found.xml is None:
         raise CliError(f"order {found.order_number} has no invoice: {found.state} ({found.note})")
     return found.xml
+
+
+async def invoice_ops(settings: Settings, words: list[str], *, late: bool, reason: str | None) -> Any:
+    """P18: `invoice NUMBER` (its SdI record), `invoice resend NUMBER [--late]`, `invoice close NUMBER
+    --reason TEXT`, `invoice attention` (what needs a person), `invoice send-pending`."""
+    from ingress.deliveries import Deliveries, DeliveryRefused
+    from worker import connect
+
+    if len(words) == 1 and words[0] not in ("attention", "send-pending"):
+        action, number = "record", words[0]
+    else:
+        action, number = words[0], words[1] if len(words) > 1 else ""
+    client = await connect(settings)
+    store = await Store.connect(settings.database_url, max_size=2)
+    deliveries = Deliveries(client, store.pool, settings.temporal_task_queue, settings.sdi_policy())
+    try:
+        if action == "record":
+            return await deliveries.record(number)
+        if action == "resend":
+            return (await deliveries.resend(number, late=late)).model_dump(mode="json")
+        if action == "close":
+            if not reason:
+                raise CliError("invoice close NUMBER needs --reason TEXT")
+            return (await deliveries.close(number, reason)).model_dump(mode="json")
+        if action == "attention":
+            return await deliveries.attention()
+        if action == "send-pending":
+            return await deliveries.start_pending()
+        raise CliError(f"unknown invoice command {action!r}: resend, close, attention, send-pending, or a number")
+    except DeliveryRefused as refusal:
+        raise CliError(str(refusal)) from None
+    finally:
+        await store.close()
 
 
 # ---------------------------------------------------------------------- HTTP client side
@@ -215,6 +253,7 @@ def serve(settings: Settings) -> None:
 
         client = await connect(settings)
         store = await Store.connect(settings.database_url)
+        sdi_cert = settings.sdi_signing_cert.read_bytes() if settings.sdi_signing_cert else None
         public = create_app(
             Ingress(client, store, settings.policy(), settings.temporal_task_queue, year=settings.year()),
             settings.panel_secrets,
@@ -222,6 +261,7 @@ def serve(settings: Settings) -> None:
             RateLimiter(settings.panel_rate_per_minute / 60, settings.panel_burst),
             idempotency=IdempotencyKeys(store.pool, settings.panel_idempotency_ttl),
             max_concurrency=settings.ingress_max_concurrency,
+            sdi_signing_cert=sdi_cert,
         )
         public_config, admin_config = server_configs(settings, public, create_admin_app(public))
         admin_server = _AdminServer(admin_config)
@@ -246,9 +286,12 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("service", help="which button the panel shows").add_argument("username")
     services = commands.add_parser("services", help="service records").add_subparsers(dest="action", required=True)
     services.add_parser("import", help="upsert records from a JSON file").add_argument("file", type=Path)
-    invoice = commands.add_parser("invoice", help="an invoice's FatturaPA XML")  # P17 (issue 17)
-    invoice.add_argument("number")
-    invoice.add_argument("--issue", action="store_true", help="issue a paid order's missing invoice first")
+    invoice = commands.add_parser("invoice", help="an invoice's SdI record, its XML, its resend (P17, P18)")
+    invoice.add_argument("words", nargs="+", metavar="[resend|close] NUMBER | attention | send-pending")
+    invoice.add_argument("--xml", action="store_true", help="print the invoice's FatturaPA XML")
+    invoice.add_argument("--issue", action="store_true", help="issue a paid order's missing invoice first (--xml)")
+    invoice.add_argument("--late", action="store_true", help="resend after the 5 days, knowingly")
+    invoice.add_argument("--reason", help="why ops close a rejected invoice's delivery")
     ops = commands.add_parser("ops", help="ops operations").add_subparsers(dest="action", required=True)
     cancel = ops.add_parser("cancel", help="cancel the order awaiting payment")
     cancel.add_argument("username")
@@ -290,8 +333,13 @@ def run(args: argparse.Namespace, settings: Settings) -> Any:
         return signed_request(settings, "GET", f"/panel/services/{args.username}", settings.panel_secrets[0])
     if args.command == "services":
         return asyncio.run(import_services(settings, args.file))
-    if args.command == "invoice":  # P17 (issue 17)
-        return asyncio.run(read_invoice(settings, args.number, issue=args.issue))
+    if args.command == "invoice" and (args.xml or args.issue):
+        xml = asyncio.run(read_invoice(settings, args.words[-1], issue=args.issue))
+        if args.issue:  # P18: an invoice issued by hand is delivered like any other
+            asyncio.run(invoice_ops(settings, ["send-pending"], late=False, reason=None))
+        return xml
+    if args.command == "invoice":
+        return asyncio.run(invoice_ops(settings, args.words, late=args.late, reason=args.reason))
     if args.action == "day":
         return asyncio.run(run_day(settings, args.day))
     if args.action == "pay":

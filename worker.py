@@ -35,13 +35,17 @@ from temporalio.worker import Worker
 from activities.charges import Charges
 from activities.mail import Mailer
 from activities.payments import RECONCILER_UPDATE_TIMEOUT, PaymentDesk
-from activities.store import Store
+from activities.sdi import Sdi
+from activities.sdi_client import RiceviFileClient
+from activities.store import StartDelivery, Store
 from activities.year import StartAutoRenewal, YearDesk
-from ingress.starts import start_auto_renewal
+from ingress.starts import start_auto_renewal, start_invoice_delivery
 from renewals import DAILY_SCHEDULE_ID, RECONCILER_SCHEDULE_ID
 from renewals.config import Settings, load_settings
+from renewals.delivery import DeliveryInput, SdiPolicy
 from renewals.messages import DayRun, Policy, Reconcile
 from telemetry import ActivityLog, configure_logging, worker_runtime
+from workflows.invoice import InvoiceDelivery
 from workflows.reconciler import LedgerReconciler
 from workflows.renewal import RenewalWorkflow
 from workflows.year import ServiceYearDay
@@ -64,18 +68,27 @@ def build_worker(
     max_cached_workflows: int = 500,
     policy: Policy | None = None,
     charges: Charges | None = None,
+    sdi: Sdi | None = None,
+    sdi_policy: SdiPolicy | None = None,
 ) -> Worker:
     """One worker for the workflows and every activity; tests build theirs the same way. `policy`
     is what the daily run starts automatic renewals with (the environment's by default). Without
-    `charges`, an automatic order's charge request is only recorded (no PAYMENTS_WEBHOOK_URL)."""
+    `charges`, an automatic order's charge request is only recorded (no PAYMENTS_WEBHOOK_URL).
+    Every activation starts its invoice's delivery (P18); without `sdi` (no SDI_URL) the delivery
+    retries, visibly, until a worker that has one takes it."""
     desk = PaymentDesk(client, store, update_timeout=RECONCILER_UPDATE_TIMEOUT)
     charges = charges or Charges(store.pool, None, "")
-    year = YearDesk(store, mailer, auto_renewal_starter(client, task_queue, policy or load_settings().policy()))
+    if policy is None or sdi_policy is None:
+        settings = load_settings()
+        policy, sdi_policy = policy or settings.policy(), sdi_policy or settings.sdi_policy()
+    year = YearDesk(store, mailer, auto_renewal_starter(client, task_queue, policy))
+    sdi = sdi or Sdi(store.pool, None, store.seller)
+    store = store.delivering_with(delivery_starter(client, task_queue, sdi_policy))
     return Worker(
         client,
         task_queue=task_queue,
         max_cached_workflows=max_cached_workflows,
-        workflows=[RenewalWorkflow, LedgerReconciler, ServiceYearDay],
+        workflows=[RenewalWorkflow, LedgerReconciler, ServiceYearDay, InvoiceDelivery],
         activities=[
             desk.redeliver_stuck_payments,
             year.send_notices,
@@ -89,6 +102,9 @@ def build_worker(
             store.change_due_by,
             mailer.send_email,
             charges.request_charge,
+            sdi.transmit,
+            sdi.record_outcome,
+            sdi.reissue,
         ],
         interceptors=[ActivityLog()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -124,6 +140,15 @@ def auto_renewal_starter(client: Client, task_queue: str, policy: Policy) -> Sta
     return start
 
 
+def delivery_starter(client: Client, task_queue: str, policy: SdiPolicy) -> StartDelivery:
+    """An activation's start of its invoice's delivery through SdI (P18), under P18's waits."""
+
+    async def start(input: DeliveryInput) -> None:
+        await start_invoice_delivery(client, task_queue, input.model_copy(update={"policy": policy}))
+
+    return start
+
+
 async def ensure_daily_schedule(client: Client, task_queue: str, settings: Settings, *, run_today: bool = True) -> None:
     """The service's year (P15, P16): one run a day at RENEWALS_DAILY_AT in the Rome calendar.
     Missed days (the cluster down) are caught up, each run doing the day it was meant for; runs
@@ -149,6 +174,19 @@ async def ensure_daily_schedule(client: Client, task_queue: str, settings: Setti
             return ScheduleUpdate(schedule=schedule)
 
         await client.get_schedule_handle(DAILY_SCHEDULE_ID).update(to_settings)
+
+
+def sdi_client(settings: Settings) -> RiceviFileClient | None:
+    """SDICoop's RiceviFile at SDI_URL, with the client certificate SDICoop requires; None unset."""
+    if settings.sdi_url is None:
+        log.warning("SDI_URL is not set: invoice deliveries wait until a worker with one takes them (P18)")
+        return None
+    return RiceviFileClient(
+        settings.sdi_url,
+        client_cert=settings.sdi_client_cert,
+        client_key=settings.sdi_client_key,
+        ca=settings.sdi_ca_cert,
+    )
 
 
 def tls_config(settings: Settings) -> TLSConfig | None:
@@ -191,6 +229,7 @@ async def main() -> None:
     mailer = Mailer(store, settings.smtp_host, settings.smtp_port, settings.smtp_sender)
     # P16: a card or PayPal automatic order's charge request, signed with the current PAYMENTS_SECRET.
     charges = Charges(store.pool, settings.payments_webhook_url, settings.payments_secrets[0])
+    sdi = Sdi(store.pool, sdi_client(settings), store.seller)
     worker = build_worker(
         client,
         store,
@@ -198,6 +237,8 @@ async def main() -> None:
         settings.temporal_task_queue,
         max_cached_workflows=settings.worker_max_cached_workflows,
         charges=charges,
+        sdi=sdi,
+        sdi_policy=settings.sdi_policy(),
     )
     await ensure_reconciler_schedule(client, settings.temporal_task_queue, settings.reconcile_every)
     if settings.daily_at != "off":
@@ -211,6 +252,8 @@ async def main() -> None:
         await stop.wait()
         log.info("stopping: letting running activities finish")
     await mailer.connections.close()
+    if sdi.client is not None:
+        await sdi.client.aclose()
     await store.close()
     log.info("worker stopped")
 

@@ -17,9 +17,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.store import Store
-from db.invoices import StoredInvoice, invoice_of_order  # P17 (issue 17)
+from db.invoices import StoredInvoice, invoice_of_order
 from renewals import errors
 from renewals.calls import EmailSent, SendEmail
+from renewals.courtesy_copy import courtesy_file_name, courtesy_pdf
 from renewals.dates import ROME, last_day_to_pay
 from renewals.mailbox import one_line, recipient, sendable
 from renewals.payments import instructions
@@ -28,9 +29,11 @@ from renewals.pricing import euro
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MESSAGE_ID_DOMAIN = "renewals.localhost"
 INVOICE_NOTE = (
-    "\nIn allegato la copia di cortesia della fattura elettronica {number} ({file_name}); "
-    "l'originale ti è recapitato dal Sistema di Interscambio.\n"
+    "\nIn allegato la copia di cortesia della fattura elettronica {number} (PDF) e il suo file XML "
+    "({file_name}); l'originale ti è recapitato dal Sistema di Interscambio.\n"
 )
+# The emails that carry the order's invoice: the confirmation (P17) and SdI's MC (P18).
+WITH_INVOICE = frozenset({"renewal_confirmed", "invoice_not_delivered"})
 
 
 def italian_date(value: date | datetime | None) -> str:
@@ -83,6 +86,7 @@ def render(request: SendEmail) -> tuple[str, str]:
         "reactivate_until": italian_date(request.reactivate_until),
         "charge_on": italian_date(request.charge_on),
         "action_url": request.action_url or "",
+        "invoice_number": request.invoice_number or "",
     }
     subject, body = _template(request.template)
     return sendable(subject.substitute(values)), sendable(body.substitute(values))
@@ -198,13 +202,17 @@ class Mailer:
         except ValueError as error:
             # An address no email can be built for will not heal by retrying: a recorded refusal.
             raise await self._rejected(request, str(error)) from None
-        invoice = await self._invoice(request)  # P17 (issue 17)
-        if invoice is not None:
+        invoice = await self._invoice(request)
+        if invoice is not None and request.template == "renewal_confirmed":
             body += INVOICE_NOTE.format(number=invoice.number, file_name=invoice.file_name)
         message.set_content(body)
-        if invoice is not None and invoice.xml is not None:
-            attachment = invoice.xml.encode()
-            message.add_attachment(attachment, maintype="application", subtype="xml", filename=invoice.file_name)
+        if invoice is not None and invoice.xml is not None and invoice.file_name is not None:
+            xml = invoice.xml.encode()
+            pdf = courtesy_pdf(xml)
+            message.add_attachment(
+                pdf, maintype="application", subtype="pdf", filename=courtesy_file_name(invoice.file_name)
+            )
+            message.add_attachment(xml, maintype="application", subtype="xml", filename=invoice.file_name)
         try:
             # The whole exchange under the heartbeat timeout (30 s), so an attempt never outlives
             # the retry that replaces it (aiosmtplib's own timeout is per command).
@@ -219,9 +227,9 @@ class Mailer:
         return EmailSent(message_id=mid, already_sent=False)
 
     async def _invoice(self, request: SendEmail) -> StoredInvoice | None:
-        """P17 (issue 17): the confirmation carries the order's invoice as a courtesy copy (SdI
-        delivers the original); none when it was not issued (missing billing data)."""
-        if request.template != "renewal_confirmed" or not request.order_number:
+        """The confirmation (P17) and SdI's MC (P18) carry the order's invoice: its courtesy copy as
+        a PDF and its XML (SdI delivers the original); none when it was not issued."""
+        if request.template not in WITH_INVOICE or not request.order_number:
             return None
         invoice = await invoice_of_order(self.store.pool, request.order_number)
         return invoice if invoice is not None and invoice.number is not None else None

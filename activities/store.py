@@ -6,12 +6,15 @@ inside one transaction, never an `if` that races. The queries the ingress runs i
 migrations, the ledger and the mail log live in `db/`.
 """
 
+import copy
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db.audit import audit
-from db.invoices import invoice_of_order, issue_invoice
+from db.invoices import StoredInvoice, invoice_of_order, issue_invoice
 from db.ledger import Ledger, ledger_values
 from db.mail_log import MailLog
 from db.pool import create_pool
@@ -32,7 +35,11 @@ from renewals.calls import (
     SettlePayment,
 )
 from renewals.dates import add_years, rome_today
+from renewals.delivery import DeliveryInput
 from renewals.records import DiscountCode
+
+# Starts an invoice's delivery through SdI (P18), or finds it started: one per invoice, ever.
+StartDelivery = Callable[[DeliveryInput], Awaitable[None]]
 
 
 def _default_seller() -> Seller:
@@ -47,11 +54,19 @@ class Store:
 
     def __init__(self, pool: asyncpg.Pool, seller: Seller | None = None) -> None:
         self.pool = pool
+        # P18: the worker's (`delivering_with`); without it an issued invoice waits in the outbox.
+        self.start_delivery: StartDelivery | None = None
         self.services = Services(pool)
         self.ledger = Ledger(pool)
         self.mail_log = MailLog(pool)
         # P17 (issue 17): the issuer of the invoices activate() issues; SELLER_* by default.
         self.seller = seller if seller is not None else _default_seller()
+
+    def delivering_with(self, start: StartDelivery) -> "Store":
+        """This store (the same pool), whose activations start their invoice's delivery with `start`."""
+        clone = copy.copy(self)
+        clone.start_delivery = start
+        return clone
 
     @classmethod
     async def connect(cls, database_url: str, *, max_size: int = 10, seller: Seller | None = None) -> "Store":
@@ -211,7 +226,15 @@ class Store:
     @activity.defn
     async def activate(self, request: Activate) -> Activation:
         """R7 and P1 in one transaction: extend the expiry from the old one, renew the add-ons,
-        set the auto-renew term (R5), mark the order paid. Idempotent per order."""
+        set the auto-renew term (R5), mark the order paid. Idempotent per order. Then the invoice's
+        delivery through SdI starts (P18): once the transaction has committed, before the activation
+        is done, so a retry after a crash in between starts it then (never two: one workflow id)."""
+        activation, invoice = await self._activation(request)
+        if invoice is not None:
+            await self._deliver(invoice, request)
+        return activation
+
+    async def _activation(self, request: Activate) -> tuple[Activation, StoredInvoice | None]:
         async with self.pool.acquire() as conn, conn.transaction():
             order = await conn.fetchrow(
                 "SELECT status, previous_expires_on, new_expires_on FROM orders WHERE order_number = $1 FOR UPDATE",
@@ -224,13 +247,14 @@ class Store:
                     non_retryable=True,
                 )
             if order["status"] == "paid":
-                issued = await invoice_of_order(conn, request.order_number)  # P17 (issue 17)
-                return Activation(
+                issued = await invoice_of_order(conn, request.order_number)
+                done = Activation(
                     previous_expires_on=order["previous_expires_on"],
                     new_expires_on=order["new_expires_on"],
                     invoice_number=issued.number if issued else None,
                     invoice_state=issued.state if issued else None,
                 )
+                return done, issued
             if order["status"] != "awaiting_payment":
                 raise ApplicationError(
                     f"order {request.order_number} is {order['status']} and cannot be activated",
@@ -272,7 +296,7 @@ class Store:
                 new_expires_on=new,
                 years=request.years,
             )
-            # P17 (issue 17): the invoice, numbered in this same transaction (db/invoices.py);
+            # P17: the invoice, numbered in this same transaction (db/invoices.py);
             # last, so the year's counter row stays locked only until the commit just below.
             invoice = await issue_invoice(
                 conn,
@@ -280,11 +304,29 @@ class Store:
                 seller=self.seller,
                 registered_at=request.payment_registered_at or request.paid_at,
             )
-        return Activation(
+        activation = Activation(
             previous_expires_on=previous,
             new_expires_on=new,
             invoice_number=invoice.number,
             invoice_state=invoice.state,
+        )
+        return activation, invoice
+
+    async def _deliver(self, invoice: StoredInvoice, request: Activate) -> None:
+        if invoice.number is None or self.start_delivery is None:
+            return
+        holder = await self.pool.fetchrow(
+            "SELECT holder_name, holder_email FROM services WHERE username = $1", invoice.username
+        )
+        await self.start_delivery(
+            DeliveryInput(
+                number=invoice.number,
+                order_number=invoice.order_number,
+                username=invoice.username,
+                to_name=holder["holder_name"],
+                to_email=holder["holder_email"],
+                paid_at=request.payment_registered_at or request.paid_at,
+            )
         )
 
     @activity.defn

@@ -263,3 +263,16 @@ class BenchStack:
         return sum(
             path.stat().st_size for path in self.temporal_db.parent.glob(self.temporal_db.name + "*") if path.is_file()
         )
+
+
+def save_results(out: Path, prefix: str, results: dict[str, object], text: str) -> None:
+    """`<prefix>-<UTC stamp>.json` and `.md` under `out`, and the markdown on standard output."""
+    import json
+    from datetime import UTC, datetime
+
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (out / f"{prefix}-{stamp}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / f"{prefix}-{stamp}.md").write_text(text + "\n")
+    print()
+    print(text)

@@ -15,14 +15,14 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from bench.run import RESULTS, machine_meta, reset_statements, statements_run
-from bench.stack import BenchStack, rss_bytes
+from bench.stack import BenchStack, rss_bytes, save_results
 from db.year import DUE_PAGE
 from renewals import TASK_QUEUE
 from renewals.config import load_settings
@@ -206,13 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     results = asyncio.run(bench(args))
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (args.out / f"year-{stamp}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    text = markdown(results)
-    (args.out / f"year-{stamp}.md").write_text(text + "\n")
-    print()
-    print(text)
+    save_results(args.out, "year", results, markdown(results))
     print(f"\nbench took {(time.monotonic() - started) / 60:.1f} min")
     return 0
 

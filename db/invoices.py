@@ -1,6 +1,8 @@
 """The invoices table (P17): issuing a paid order's invoice inside the activation's own
 transaction, reading one back (the confirmation email, `GET /panel/invoices/{number}`,
-`starter.py invoice`), and the outbox a SdI sender reads.
+`starter.py invoice`), and its correction after SdI rejected it (P18). An issued invoice (state
+'issued') is the outbox of its delivery: the activation that issues it starts the delivery once
+its transaction has committed.
 
 Numbering is gapless per Rome calendar year because the progressive is taken by an UPDATE of the
 year's row in `invoice_counters` in the caller's transaction: that row stays locked until the
@@ -19,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from db.sdi import add_transmission
 from renewals.billing import BillingData, Seller
 from renewals.dates import rome_today
 from renewals.invoice import InvoiceError, InvoiceOrder, build_invoice
@@ -27,8 +30,6 @@ from renewals.records import OrderLine, Quote
 MISSING_BILLING_DATA = "missing_billing_data"
 INVALID = "invalid"
 NOT_ISSUED = frozenset({MISSING_BILLING_DATA, INVALID})
-# What a SdI sender may record, from the state it finds (the outbox is state 'issued').
-SDI_TRANSITIONS = {"issued": {"sent"}, "sent": {"accepted", "rejected"}}
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ async def issue_invoice(
                 raise RuntimeError(f"order {order_number} got its invoice concurrently; retry")
     except InvoiceError as error:
         return await _record_not_issued(conn, order, INVALID, str(error))
+    await add_transmission(conn, invoice.number, invoice.file_name, invoice.xml.decode())  # the outbox (P18)
     await audit(conn, order, "invoice_issued", number=invoice.number, file_name=invoice.file_name)
     return StoredInvoice.of(row)
 
@@ -215,6 +217,47 @@ async def issue_for_paid_order(pool: asyncpg.Pool, order_number: str, *, seller:
         return await issue_invoice(conn, order_number, seller=seller, registered_at=registered_at)
 
 
+async def reissue_invoice(pool: asyncpg.Pool, number: str, *, seller: Seller) -> StoredInvoice:
+    """P18: a rejected invoice (NS) rebuilt from the holder's billing data as ops corrected it, with
+    the same number and date, in a new file (SdI refuses a file name it has seen); the new file is
+    the next to send. Raises InvoiceError while the data still fails the checks, or for an invoice
+    that is not rejected."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM invoices WHERE number = $1 FOR UPDATE", number)
+        if row is None:
+            raise InvoiceError([f"no invoice numbered {number!r}"])
+        stored = StoredInvoice.of(row)
+        if stored.state != "rejected":
+            raise InvoiceError([f"invoice {number} is {stored.state}: only a rejected invoice is corrected and resent"])
+        order, billing = await _order(conn, stored.order_number)
+        if billing is None:
+            raise InvoiceError([f"service {order.username} has no billing data"])
+        assert stored.year is not None and stored.progressive is not None and stored.issued_on is not None
+        invoice = build_invoice(
+            order,
+            billing,
+            seller,
+            year=stored.year,
+            progressive=stored.progressive,
+            issued_on=stored.issued_on,
+            file_id=await conn.fetchval("SELECT nextval('invoice_file_seq')"),
+        )
+        row = await conn.fetchrow(
+            f"""
+            UPDATE invoices SET state = 'issued', file_name = $2, xml = $3, sdi_id = NULL, note = NULL,
+                updated_at = now()
+            WHERE number = $1
+            RETURNING {COLUMNS}
+            """,
+            number,
+            invoice.file_name,
+            invoice.xml.decode(),
+        )
+        await add_transmission(conn, number, invoice.file_name, invoice.xml.decode())
+        await audit(conn, order, "invoice_reissued", number=number, file_name=invoice.file_name)
+        return StoredInvoice.of(row)
+
+
 # ---------------------------------------------------------------------- reads
 
 
@@ -226,43 +269,3 @@ async def invoice_by_number(db: asyncpg.Pool | asyncpg.Connection, number: str) 
 async def invoice_of_order(db: asyncpg.Pool | asyncpg.Connection, order_number: str) -> StoredInvoice | None:
     row = await db.fetchrow(f"SELECT {COLUMNS} FROM invoices WHERE order_number = $1", order_number)
     return StoredInvoice.of(row) if row else None
-
-
-# ---------------------------------------------------------------------- the SdI sender's seam
-
-
-async def outbox(db: asyncpg.Pool | asyncpg.Connection, limit: int = 100) -> list[StoredInvoice]:
-    """Invoices issued and not yet handed to SdI, oldest first: what a sender must transmit."""
-    rows = await db.fetch(
-        f"SELECT {COLUMNS} FROM invoices WHERE state = 'issued' ORDER BY created_at, number LIMIT $1", limit
-    )
-    return [StoredInvoice.of(row) for row in rows]
-
-
-async def record_sdi_state(
-    db: asyncpg.Pool | asyncpg.Connection,
-    number: str,
-    state: str,
-    *,
-    sdi_id: str | None = None,
-    note: str | None = None,
-) -> bool:
-    """A sender's report: 'sent' (SdI took the file; its id), then 'accepted' or 'rejected' (SdI's
-    receipt; the reasons). Only forward along issued -> sent -> accepted/rejected; the same report
-    twice changes nothing. Returns whether the invoice moved."""
-    allowed_from = [before for before, after in SDI_TRANSITIONS.items() if state in after]
-    if not allowed_from:
-        raise ValueError(f"state must be one of sent, accepted, rejected, got {state!r}")
-    moved = await db.fetchval(
-        """
-        UPDATE invoices SET state = $2, sdi_id = coalesce($3, sdi_id), note = coalesce($4, note), updated_at = now()
-        WHERE number = $1 AND state = ANY($5::text[])
-        RETURNING 1
-        """,
-        number,
-        state,
-        sdi_id,
-        note,
-        allowed_from,
-    )
-    return bool(moved)

@@ -26,8 +26,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
-from db.invoices import invoice_by_number  # P17 (issue 17)
-from ingress import openapi, ui
+from db.invoices import invoice_by_number
+from db.sdi import receipts_of
+from ingress import openapi, sdi, ui
 from ingress.bounds import REQUEST_DEADLINE_SECONDS, RETRY_AFTER_DEADLINE, ConcurrencyLimit, Deadline
 from ingress.idempotency import HEADER as IDEMPOTENCY_HEADER
 from ingress.idempotency import REPLAYED_HEADER, Answer, IdempotencyKeys, KeyRefused
@@ -135,9 +136,11 @@ def create_app(
     idempotency: IdempotencyKeys | None = None,
     deadline: float = REQUEST_DEADLINE_SECONDS,
     max_concurrency: int | None = None,
+    sdi_signing_cert: bytes | None = None,
 ) -> FastAPI:
     """The public API. Each secret is one value or several (the current first, then the previous
-    one during a rotation): a request signed with any is accepted."""
+    one during a rotation): a request signed with any is accepted. `sdi_signing_cert`: the PEM
+    certificate SdI's notifications must verify against (P18); without it every one is refused."""
     app = FastAPI(
         title="Renewals ingress",
         version="1",
@@ -149,6 +152,8 @@ def create_app(
     )
     health = Health(ingress)
     app.state.health = health
+    app.state.ingress = ingress
+    app.state.sdi_signing_cert = sdi_signing_cert
     keys: list[IdempotencyKeys] = [idempotency] if idempotency else []
 
     def idempotency_keys() -> IdempotencyKeys:
@@ -261,7 +266,7 @@ def create_app(
         await signed_body(request, panel_secret)
         return answer(await ingress.renewal(username_of(username)))
 
-    # P17 (issue 17): an invoice's FatturaPA XML, by its number (FT-2026-000001).
+    # P17: an invoice's FatturaPA XML, by its number (FT-2026-000001).
     @app.get("/panel/invoices/{number}", response_class=Response)
     async def invoice(number: str, request: Request) -> Response:
         await signed_body(request, panel_secret)
@@ -270,6 +275,15 @@ def create_app(
             raise ApiError(404, "not_found", f"no invoice numbered {number[:40]!r}")
         disposition = f'attachment; filename="{found.file_name}"'
         return Response(found.xml, media_type="application/xml", headers={"Content-Disposition": disposition})
+
+    # P18: the invoice's SdI record, every notification as SdI signed it.
+    @app.get("/panel/invoices/{number}/receipts")
+    async def receipts(number: str, request: Request) -> JSONResponse:
+        await signed_body(request, panel_secret)
+        found = await receipts_of(ingress.store.pool, number)
+        if found is None:
+            raise ApiError(404, "not_found", f"no invoice numbered {number[:40]!r}")
+        return answer(found)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -281,6 +295,7 @@ def create_app(
     # The customer's pages, /ui/ (ingress/ui.py): their sign-in links are signed with the current secret.
     current_panel_secret = panel_secret if isinstance(panel_secret, str) else panel_secret[0]
     app.include_router(ui.pages_for(ingress, current_panel_secret))
+    app.include_router(sdi.router)  # SdI's callbacks (P18): SOAP, outside the signed API
     openapi.serve(app)
     from ingress.metrics import instrument  # the counters and the request log line, outermost
 

@@ -24,6 +24,7 @@ from pydantic.json_schema import models_json_schema
 
 from renewals import errors
 from renewals.billing import Address, BillingData, Seller
+from renewals.delivery import ReceiptsView
 from renewals.events import PanelEvent, PaymentRegistered
 from renewals.invoice import InvoiceOrder, build_invoice
 from renewals.payments import IBAN
@@ -206,7 +207,8 @@ def schemas() -> dict[str, Any]:
     """components.schemas: the models' own JSON Schemas, the panel union, the error and health bodies."""
     requests = [(model, "validation") for model in (*_panel_events(), PaymentRegistered)]
     answers = [
-        (model, "serialization") for model in (CartView, OrderView, PaymentOutcome, ServiceStatusView, RenewalView)
+        (model, "serialization")
+        for model in (CartView, OrderView, PaymentOutcome, ServiceStatusView, RenewalView, ReceiptsView)
     ]
     _, generated = models_json_schema([*requests, *answers], ref_template=REF)  # type: ignore[list-item]
     components: dict[str, Any] = generated["$defs"]
@@ -448,6 +450,42 @@ def _username_parameter() -> dict[str, Any]:
 
 
 READ_ERRORS = (400, 401, 404, 413, 422, 503)
+INVOICE_NUMBER_PARAMETER = {
+    "name": "number",
+    "in": "path",
+    "required": True,
+    "description": "The invoice's number, `FT-<year>-<progressive>` (e.g. `FT-2026-000001`).",
+    "schema": {"type": "string"},
+}
+RECEIPTS_EXAMPLE = {
+    "number": "FT-2026-000001",
+    "order_number": "FE-2026-000123",
+    "state": "delivered",
+    "delivered_at": "2026-12-01T10:00:07Z",
+    "note": None,
+    "transmissions": [
+        {
+            "file_name": "IT12345670017_00001.xml",
+            "state": "accepted",
+            "sdi_id": "111",
+            "received_at": "2026-12-01T10:00:02Z",
+            "attempts": 1,
+            "last_error": None,
+        }
+    ],
+    "receipts": [
+        {
+            "kind": "RC",
+            "sdi_id": "111",
+            "file_name": "IT12345670017_00001.xml",
+            "notification_name": "IT12345670017_00001_RC_001.xml",
+            "message_id": "1",
+            "received_at": "2026-12-01T10:00:08Z",
+            "file": "PD94bWwgdmVyc2lvbj0iMS4wIj8+Li4u",
+            "detail": {"delivered_at": "2026-12-01T10:00:07Z"},
+        }
+    ],
+}
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/panel/events"): Operation(
@@ -520,15 +558,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ),
         tags=("panel",),
         secret="panel",
-        parameters=[
-            {
-                "name": "number",
-                "in": "path",
-                "required": True,
-                "description": "The invoice's number, `FT-<year>-<progressive>` (e.g. `FT-2026-000001`).",
-                "schema": {"type": "string"},
-            }
-        ],
+        parameters=[INVOICE_NUMBER_PARAMETER],
         ok={
             "description": "The invoice's FatturaPA XML document.",
             "headers": {
@@ -544,6 +574,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 }
             },
         },
+        refusals=(400, 401, 404, 413, 503),
+    ),
+    ("GET", "/panel/invoices/{number}/receipts"): Operation(
+        operation_id="invoice_receipts",
+        summary="An invoice's delivery through SdI and SdI's notifications",
+        description=(
+            "P18: the invoice's state (`issued`, `sent`, `delivered`, `not_delivered`, `rejected`), every file "
+            "handed to SdI (a corrected resend is a new file with the same number and date) and every notification "
+            "SdI sent back (RC, MC, NS, ...), each `file` exactly as SdI signed it, base64-encoded. "
+            "404 `not_found` for a number never issued."
+        ),
+        tags=("panel",),
+        secret="panel",
+        parameters=[INVOICE_NUMBER_PARAMETER],
+        ok=_json(_ref("ReceiptsView"), "The invoice's SdI record.", {"delivered": RECEIPTS_EXAMPLE}),
         refusals=(400, 401, 404, 413, 503),
     ),
     ("GET", "/healthz"): Operation(

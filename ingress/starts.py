@@ -1,6 +1,7 @@
-"""How a renewal is started: its id (`renewal-<username>`, P8), the summary ops read in the Web UI and
-the search attributes it is found by from its first moment. One place for the panel's update-with-start
-(ingress/operations.py) and the daily run's automatic renewal (P16), which calls `start_auto_renewal`.
+"""How a renewal and an invoice's delivery are started: their ids (`renewal-<username>`, P8;
+`invoice-<number>`, P18), the summary ops read in the Web UI and the search attributes they are
+found by from their first moment. One place for the panel's update-with-start (ingress/operations.py),
+the daily run's automatic renewal (P16) and an activation's invoice delivery (P18).
 
 It names the workflow by its type, not its class: activities may import this module, and
 activities never import workflows.
@@ -9,10 +10,17 @@ activities never import workflows.
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from renewals import WORKFLOW_TYPE, workflow_id
+from renewals import DELIVERY_WORKFLOW_TYPE, WORKFLOW_TYPE, delivery_id, workflow_id
 from renewals import search_attributes as sa
+from renewals.delivery import DeliveryInput, DeliveryView
 from renewals.messages import Policy, RenewalInput, RenewalResult
 from renewals.types import RenewalMode, Stage
 
@@ -49,3 +57,31 @@ async def start_auto_renewal(
         result_type=RenewalResult,
         **start_options(username, "auto_renew"),
     )
+
+
+async def start_invoice_delivery(client: Client, task_queue: str, input: DeliveryInput) -> bool:
+    """Start the SdI delivery of invoice `input.number` (P18); False when it was started before,
+    running or finished: one delivery per invoice, ever (the id is never reused)."""
+    try:
+        await client.start_workflow(
+            DELIVERY_WORKFLOW_TYPE,
+            input,
+            id=delivery_id(input.number),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            result_type=DeliveryView,
+            static_summary=f"SdI delivery of invoice {input.number} (order {input.order_number}, {input.username})",
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.INVOICE_NUMBER, input.number),
+                    SearchAttributePair(sa.ORDER, input.order_number),
+                    SearchAttributePair(sa.USERNAME, input.username),
+                    SearchAttributePair(sa.SDI_STATE, "sending"),
+                    SearchAttributePair(sa.SDI_ALARM, False),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True

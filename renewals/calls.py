@@ -23,6 +23,8 @@ EmailTemplate = Literal[
     "service_ceased",
     # P16: a card or PayPal automatic order, the date and amount of the charge.
     "auto_renew_charge",
+    # P18: SdI could not deliver the invoice (MC): it is in the holder's reserved area.
+    "invoice_not_delivered",
 ]
 
 
@@ -155,6 +157,8 @@ class SendEmail(Model):
     reactivate_until: date | None = None
     charge_on: date | None = None
     action_url: str | None = None
+    # P18: the invoice an email is about.
+    invoice_number: str | None = None
 
 
 class EmailSent(Model):

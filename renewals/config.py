@@ -8,12 +8,14 @@ import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from renewals import TASK_QUEUE
 from renewals.billing import Address, Cap, CodiceFiscale, Iban, PartitaIva, Provincia, Seller, TaxRegime, Text60, Text80
+from renewals.delivery import SdiPolicy
 from renewals.durations import parse_duration, parse_durations
 from renewals.messages import Policy
 from renewals.payments import BENEFICIARY, IBAN
@@ -162,6 +164,51 @@ class Settings(BaseSettings):
     seller_comune: Text60 = Field("Roma", alias="SELLER_COMUNE")
     seller_provincia: Provincia = Field("RM", alias="SELLER_PROVINCIA")
     seller_iban: Iban = Field(IBAN, alias="SELLER_IBAN")
+
+    # SdI over SDICoop (P18): the RiceviFile endpoint and the PEM certificate SdI signs its
+    # notifications with. Both unset: `make run` and the tests start the local SdI (stack/sdi.py)
+    # and point the stack at it. Production also needs the client certificate SDICoop requires.
+    sdi_url: Annotated[str | None, Unset] = Field(None, alias="SDI_URL")
+    sdi_signing_cert: Annotated[Path | None, Unset] = Field(None, alias="SDI_SIGNING_CERT")
+    sdi_client_cert: Annotated[Path | None, Unset] = Field(None, alias="SDI_CLIENT_CERT")
+    sdi_client_key: Annotated[Path | None, Unset] = Field(None, alias="SDI_CLIENT_KEY", validate_default=True)
+    sdi_ca_cert: Annotated[Path | None, Unset] = Field(None, alias="SDI_CA_CERT")
+    # The local SdI's port when `make run` starts it.
+    sdi_local_port: int = Field(8088, alias="SDI_LOCAL_PORT")
+    # The waits of P18 (renewals/delivery.py SdiPolicy).
+    sdi_in_doubt_wait: Duration = Field(timedelta(hours=1), alias="SDI_IN_DOUBT_WAIT")
+    sdi_outcome_within: Duration = Field(timedelta(days=5), alias="SDI_OUTCOME_WITHIN")
+    sdi_resend_within: Duration = Field(timedelta(days=5), alias="SDI_RESEND_WITHIN")
+    sdi_urgent_after: Duration = Field(timedelta(days=3), alias="SDI_URGENT_AFTER")
+    sdi_alarm_after: Duration = Field(timedelta(days=12), alias="SDI_ALARM_AFTER")
+
+    @field_validator("sdi_client_key")
+    @classmethod
+    def _sdi_pair(cls, key: Path | None, info: ValidationInfo) -> Path | None:
+        if (info.data.get("sdi_client_cert") is None) != (key is None):
+            raise ValueError("SDI_CLIENT_CERT and SDI_CLIENT_KEY go together: set both or neither")
+        return key
+
+    @field_validator("sdi_url")
+    @classmethod
+    def _sdi_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        parsed = urlsplit(url)
+        if parsed.scheme == "https" and parsed.hostname:
+            return url
+        if parsed.scheme == "http" and parsed.hostname and is_loopback(parsed.hostname):
+            return url
+        raise ValueError("must be an https:// URL (plain http:// only to loopback, for a local SdI)")
+
+    def sdi_policy(self) -> SdiPolicy:
+        return SdiPolicy(
+            in_doubt_wait=self.sdi_in_doubt_wait,
+            outcome_within=self.sdi_outcome_within,
+            resend_within=self.sdi_resend_within,
+            urgent_after=self.sdi_urgent_after,
+            alarm_after=self.sdi_alarm_after,
+        )
 
     @field_validator("panel_secret", "payments_secret")
     @classmethod

@@ -10,6 +10,8 @@ UNKNOWN_SERVICE = "UnknownService"  # no service with that username
 ORDER_CLOSED = "OrderClosed"  # activation of an order that lapsed or was cancelled (an activity's)
 MAIL_REJECTED = "MailRejected"  # the SMTP server refused an email for good
 AUTO_ORDER_EXISTS = "AutoOrderExists"  # an automatic order for this expiry was made already (P16)
+SDI_IN_DOUBT = "SdiInDoubt"  # a file may have reached SdI without its answer: not sent again blindly (P18)
+SDI_UNAVAILABLE = "SdiUnavailable"  # SdI unreachable or answering EI02: retried with backoff (P18)
 
 # type → (HTTP status, the contract's error code)
 HTTP = {

@@ -16,8 +16,22 @@ ORDER = SearchAttributeKey.for_keyword("RenewalOrder")
 PAYMENT_METHOD = SearchAttributeKey.for_keyword("RenewalPaymentMethod")
 DUE_BY = SearchAttributeKey.for_datetime("RenewalDueBy")
 TOTAL_CENTS = SearchAttributeKey.for_int("RenewalTotalCents")
+# An invoice's delivery through SdI (P18), beside RenewalOrder and RenewalUsername.
+INVOICE_NUMBER = SearchAttributeKey.for_keyword("InvoiceNumber")
+SDI_STATE = SearchAttributeKey.for_keyword("SdiState")
+SDI_ALARM = SearchAttributeKey.for_bool("SdiAlarm")
 
-ALL: list[SearchAttributeKey[Any]] = [STAGE, USERNAME, ORDER, PAYMENT_METHOD, DUE_BY, TOTAL_CENTS]
+ALL: list[SearchAttributeKey[Any]] = [
+    STAGE,
+    USERNAME,
+    ORDER,
+    PAYMENT_METHOD,
+    DUE_BY,
+    TOTAL_CENTS,
+    INVOICE_NUMBER,
+    SDI_STATE,
+    SDI_ALARM,
+]
 
 
 def renewal_attributes(stage: str, order: "Order | None") -> list[SearchAttributeUpdate[Any]]:

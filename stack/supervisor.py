@@ -132,7 +132,28 @@ class Supervisor:
         if self.command == "run":
             ports.append(Port(s.ingress_port, s.ingress_host, "ingress HTTP API", "INGRESS_PORT"))
             ports.append(Port(s.ingress_admin_port, s.ingress_admin_host, "ingress admin", "INGRESS_ADMIN_PORT"))
+            if self.local_sdi:
+                ports.append(Port(s.sdi_local_port, "127.0.0.1", "local SdI", "SDI_LOCAL_PORT"))
         return ports
+
+    @property
+    def local_sdi(self) -> bool:
+        """P18: the local SdI, unless the environment points the stack at another one."""
+        return self.settings.sdi_url is None or self.settings.sdi_signing_cert is None
+
+    def start_local_sdi(self) -> None:
+        """The local SdI on loopback, calling back the ingress; the worker and the ingress are
+        pointed at it through the environment they inherit."""
+        from stack.sdi import ensure_certificate
+
+        s, directory = self.settings, self.data_dir / "sdi"
+        _, certificate = ensure_certificate(directory)
+        callback = f"http://127.0.0.1:{s.ingress_port}/sdi/TrasmissioneFatture"
+        url = f"http://127.0.0.1:{s.sdi_local_port}/SdIRiceviFile"
+        command = ["--host", "127.0.0.1", "--port", str(s.sdi_local_port), "--dir", str(directory)]
+        self.spawn("sdi", [sys.executable, "-m", "stack.sdi", *command, "--callback", callback])
+        os.environ.update({"SDI_URL": url, "SDI_SIGNING_CERT": str(certificate)})
+        self.say(f"local SdI  {url} → {callback} (certificate {certificate})")
 
     async def take_over(self) -> str | None:
         """Stop what a previous run on this data dir left; the refusal line if we cannot start."""
@@ -222,6 +243,8 @@ class Supervisor:
         if self.command == "run":
             seeded = await self.until(lambda: seed_demo_services(s.database_url), "the demo data")
             self.say(f"demo data  services seeded now: {', '.join(seeded) or 'none (kept from last run)'}")
+            if self.local_sdi:
+                self.start_local_sdi()
             self.spawn("worker", [sys.executable, "worker.py"])
             self.spawn("ingress", [sys.executable, "starter.py", "serve"])
             self.say(f"ingress    http://127.0.0.1:{s.ingress_port}")

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+import uvicorn
 from hypothesis import settings as hypothesis_settings
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -29,6 +31,8 @@ from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.mail import Mailer
+from activities.sdi import Sdi
+from activities.sdi_client import RiceviFileClient
 from activities.store import Store
 from ingress.operations import Ingress
 from renewals import TASK_QUEUE, workflow_id
@@ -36,6 +40,7 @@ from renewals import search_attributes as sa
 from renewals.billing import BillingData
 from renewals.config import Settings
 from renewals.dates import rome_today
+from renewals.delivery import SdiPolicy
 from renewals.events import PaymentRegistered
 from renewals.records import ServiceRecord
 from renewals.types import Stage
@@ -146,11 +151,76 @@ def mailer(store: Store, mail_sink: MailSink) -> Mailer:
     return Mailer(store, mail_sink.host, mail_sink.port, "Rinnovi <rinnovi@renewals.localhost>")
 
 
+# P18 as in production, but an attempt in doubt waits seconds, not an hour, for SdI's word.
+SDI_POLICY = SdiPolicy(in_doubt_wait=timedelta(seconds=5))
+SDI_PANEL_SECRET = "sdi-tests-panel-secret"
+
+
+@dataclass
+class LocalSdi:
+    """The local SdI (stack/sdi.py) of this test session, calling back an ingress of its own."""
+
+    url: str
+    control_url: str
+    callback_url: str
+    certificate: bytes
+    key: bytes
+    ingress_url: str
+
+    def control(self, **values: Any) -> None:
+        httpx.post(self.control_url, json=values, timeout=10).raise_for_status()
+
+    def rule(
+        self, buyer: str, outcome: str, errors: list[dict[str, str]] | None = None, times: int | None = None
+    ) -> None:
+        body = {"buyer": buyer, "outcome": outcome, "errors": errors or [], "times": times}
+        httpx.post(f"{self.control_url}/rules", json=body, timeout=10).raise_for_status()
+
+    def received(self, invoice_number: str | None = None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = httpx.get(f"{self.control_url}/received", timeout=10).json()
+        return [r for r in found if invoice_number is None or r.get("invoice_number") == invoice_number]
+
+
 @pytest.fixture(scope="session")
-async def worker(env: WorkflowEnvironment, store: Store, mailer: Mailer) -> AsyncIterator[Worker]:
-    worker = build_worker(env.client, store, mailer, TASK_QUEUE)
+async def sdi(
+    env: WorkflowEnvironment, store: Store, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LocalSdi]:
+    """The local SdI and the ingress it calls back (`POST /sdi/TrasmissioneFatture`), served by
+    uvicorn on a free port in this event loop."""
+    from stack.sdi import start_sdi
+
+    from ingress.http import create_app
+
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/sdi/TrasmissioneFatture"
+    directory = tmp_path_factory.mktemp("sdi")
+    simulator = start_sdi(directory, "127.0.0.1", free_port(), callback)
+    certificate = simulator.cert_path.read_bytes()
+    app = create_app(
+        Ingress(env.client, store, POLICY, TASK_QUEUE),
+        SDI_PANEL_SECRET,
+        "sdi-tests-payments-secret",
+        sdi_signing_cert=certificate,
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, 20, "the SdI callback's ingress to start")
+    key = next(directory.glob("*.key")).read_bytes()
+    yield LocalSdi(simulator.url, simulator.control_url, callback, certificate, key, f"http://127.0.0.1:{port}")
+    server.should_exit = True
+    await task
+    simulator.stop()
+
+
+@pytest.fixture(scope="session")
+async def worker(env: WorkflowEnvironment, store: Store, mailer: Mailer, sdi: LocalSdi) -> AsyncIterator[Worker]:
+    client = RiceviFileClient(sdi.url)
+    worker = build_worker(
+        env.client, store, mailer, TASK_QUEUE, sdi=Sdi(store.pool, client, store.seller), sdi_policy=SDI_POLICY
+    )
     async with worker:
         yield worker
+    await client.aclose()
 
 
 # The production waits (P2 3/7/14 days, P3 30 days, P4 7 days, R2 90 days): tests move each
@@ -282,6 +352,7 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         "SMTP_PORT": str(free_port()),
         "INGRESS_PORT": str(free_port()),
         "INGRESS_ADMIN_PORT": str(free_port()),
+        "SDI_LOCAL_PORT": str(free_port()),
     }
 
 

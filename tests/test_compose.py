@@ -28,7 +28,7 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 APPS = ("worker", "ingress", "migrate")  # our image; migrate reads DATABASE_URL through Settings too
 # Settings only the local stack (`make run`) reads: its data directory, its mail sink and its
 # dev-server UI port. Any other setting must reach the containers.
-LOCAL_STACK_ONLY = {"RENEWALS_DATA_DIR", "MAIL_SINK_DIR", "TEMPORAL_UI_PORT", "PANEL_UI_DEV_LOGIN"}
+LOCAL_STACK_ONLY = {"RENEWALS_DATA_DIR", "MAIL_SINK_DIR", "TEMPORAL_UI_PORT", "PANEL_UI_DEV_LOGIN", "SDI_LOCAL_PORT"}
 # Values fixed by the compose file on purpose rather than read from .env.
 FIXED = {"INGRESS_HOST", "INGRESS_ADMIN_HOST", "WORKER_METRICS_ADDRESS"}
 # The one service nothing waits on and whose image has no probe we rely on.

@@ -17,13 +17,14 @@ import httpx
 import pytest
 
 from activities.store import Store
-from db.invoices import invoice_by_number, invoice_of_order, issue_invoice, outbox, record_sdi_state
+from db.invoices import invoice_by_number, invoice_of_order, issue_invoice
 from ingress.http import create_app
 from ingress.operations import Ingress
 from ingress.signing import read_payload, signed_headers
 from renewals.billing import BillingData
 from renewals.calls import Activate, CreateOrder
 from renewals.config import load_settings
+from renewals.courtesy_copy import courtesy_pdf
 from renewals.dates import rome_today
 from renewals.events import AddonAdded, CheckoutSubmitted, DiscountCodeApplied, RenewRequested
 from renewals.invoice import schema_problems, sdi_problems
@@ -220,22 +221,6 @@ async def test_p17_billing_data_is_stored_by_import_and_read_back(store):
     assert read is not None and read.billing is None
 
 
-async def test_p17_outbox_seam_moves_only_forward(store):
-    service, order_number = await awaiting_order(store, company_billing())
-    number = (await store.activate(activate(service, order_number))).invoice_number
-    assert number is not None
-    assert number in [i.number for i in await outbox(store.pool, limit=10_000)]
-    assert not await record_sdi_state(store.pool, number, "accepted")  # not sent yet
-    assert await record_sdi_state(store.pool, number, "sent", sdi_id="123456789")
-    assert not await record_sdi_state(store.pool, number, "sent", sdi_id="123456789")  # the same report twice
-    assert number not in [i.number for i in await outbox(store.pool, limit=10_000)]
-    assert await record_sdi_state(store.pool, number, "rejected", note="00305 IdFiscaleIVA non valido")
-    invoice = await invoice_by_number(store.pool, number)
-    assert invoice is not None and (invoice.state, invoice.note) == ("rejected", "00305 IdFiscaleIVA non valido")
-    with pytest.raises(ValueError, match="state must be one of sent, accepted, rejected, got 'issued'"):
-        await record_sdi_state(store.pool, number, "issued")
-
-
 @pytest.fixture(scope="module")
 async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(ingress, PANEL, "payments-test-secret"))
@@ -282,12 +267,18 @@ async def test_p17_paid_renewal_invoice_is_emailed_readable_by_panel_and_cli(
         return found[0] if found else None
 
     mail = await eventually(confirmation, what="the confirmation email")
-    [attachment] = [part for part in mail.walk() if part.get_filename()]
+    # Beside the XML, the courtesy copy as a PDF built from it (P18).
+    pdf, attachment = [part for part in mail.walk() if part.get_filename()]
     assert attachment.get_filename() == invoice.file_name
     assert attachment.get_content_type() == "application/xml"
     assert attachment.get_payload(decode=True) == invoice.xml.encode()
+    assert (pdf.get_filename(), pdf.get_content_type()) == (invoice.file_name[:-4] + ".pdf", "application/pdf")
+    assert pdf.get_payload(decode=True) == courtesy_pdf(invoice.xml.encode())
     [text] = [part for part in mail.walk() if part.get_content_type() == "text/plain" and not part.get_filename()]
-    assert f"fattura elettronica {invoice.number} ({invoice.file_name})" in text.get_payload(decode=True).decode()
+    assert (
+        f"fattura elettronica {invoice.number} (PDF) e il suo file XML ({invoice.file_name})"
+        in text.get_payload(decode=True).decode()
+    )
 
     # The panel reads it, signed like every read.
     response = await get(http, f"/panel/invoices/{invoice.number}")

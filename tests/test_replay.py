@@ -24,6 +24,7 @@ from ingress.operations import Ingress, RenewalsError
 from renewals.events import AddonAdded, CheckoutSubmitted, DiscountCodeApplied, ReactivateRequested, RenewRequested
 from renewals.types import Stage
 from tests.conftest import handle_of, new_service, pay, today
+from workflows.invoice import InvoiceDelivery
 from workflows.renewal import INSTANT_PAYMENT_GRACE_PATCH, RENEWAL_V2_PATCH, RenewalWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -33,7 +34,8 @@ RECORD = os.environ.get("RENEWALS_RECORD_HISTORIES") == "1"
 
 
 def replayer() -> Replayer:
-    return Replayer(workflows=[RenewalWorkflow], data_converter=pydantic_data_converter)
+    # invoice/: an invoice's delivery through SdI (P18), recorded by tests/test_p18_sdi_delivery.py.
+    return Replayer(workflows=[RenewalWorkflow, InvoiceDelivery], data_converter=pydantic_data_converter)
 
 
 async def happy_path(env, store, ingress: Ingress) -> str:

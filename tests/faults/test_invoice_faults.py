@@ -45,6 +45,17 @@ async def awaiting_payment(ingress: Ingress, service: ServiceRecord) -> OrderVie
     return order
 
 
+async def checkout_all(ingress: Ingress, services: list[ServiceRecord]) -> list[OrderView]:
+    """Every service's renewal opened and checked out, 20 at a time: orders awaiting payment."""
+    gate = asyncio.Semaphore(20)
+
+    async def checkout(service: ServiceRecord) -> OrderView:
+        async with gate:
+            return await awaiting_payment(ingress, service)
+
+    return list(await asyncio.gather(*(checkout(s) for s in services)))
+
+
 async def eventually_waiting(conn, timeout: float = 60) -> bool:
     """An activation is blocked on our lock (PostgreSQL says a backend waits on a lock), or every
     order is already paid. Killed activations come back after their 30 s timeout: wait longer."""
@@ -75,13 +86,7 @@ async def retried_activations(ingress: Ingress, usernames: list[str]) -> int:
 
 async def pay_all_while_killing_the_worker(stack: Stack, ingress: Ingress, renewals: int, kills: int) -> None:
     services = await seed_batch(ingress, "invoice", renewals)
-    gate = asyncio.Semaphore(20)
-
-    async def checkout(service: ServiceRecord) -> OrderView:
-        async with gate:
-            return await awaiting_payment(ingress, service)
-
-    orders = await asyncio.gather(*(checkout(s) for s in services))
+    orders = await checkout_all(ingress, services)
 
     async def pay(order: OrderView) -> None:
         event = PaymentRegistered(
