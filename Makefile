@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## The whole system in the foreground: servers, worker, ingress, demo data. Ctrl-C (or SIGTERM,
-## or closing the terminal) stops it; README "Stopping" gives the order and the time limits.
+## or closing the terminal) stops it; docs/local-stack.md gives the order and the time limits.
 run: install
 	PANEL_UI_DEV_LOGIN=$${PANEL_UI_DEV_LOGIN:-1} $(PY) -m stack run
 
@@ -64,7 +64,7 @@ soak: install
 		--timeout 0 -s -q -p no:cacheprovider
 
 ## The benchmark on a stack of its own; results in bench/results/. Sizes: `python -m bench --help`,
-## e.g. `make bench BENCH_ARGS='--pending 10000'` for the README's headline figures.
+## e.g. `make bench BENCH_ARGS='--pending 10000'` for docs/benchmark.md's headline figures.
 bench: install
 	$(PY) -m pip install --quiet -e '.[dev,local,bench]'
 	$(PY) -m bench $(BENCH_ARGS)

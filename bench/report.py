@@ -1,4 +1,4 @@
-"""Figures out of runs: percentiles, the markdown tables (printed, and pasted into the README), the
+"""Figures out of runs: percentiles, the markdown tables (printed, and pasted into docs/benchmark.md), the
 PNG plot of throughput and p99 latency against concurrency, the JSON file."""
 
 import json

@@ -8,7 +8,7 @@ open loop; the worker profiled with py-spy at the best concurrency; N renewals p
 payment, then all paid; the dev server on SQLite with and without WAL, each on a fresh server.
 Results go to bench/results/ (JSON, markdown, PNG, profile) and the tables to stdout.
 
-Full run for the README (quiet machine): `make bench BENCH_ARGS='--pending 10000'`.
+Full run for docs/benchmark.md (quiet machine): `make bench BENCH_ARGS='--pending 10000'`.
 """
 
 import argparse
@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def shown(path: Path) -> str:
-    """A results path as the README would quote it: relative to the repository when inside it."""
+    """A results path as docs/benchmark.md would quote it: relative to the repository when inside it."""
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 

@@ -13,7 +13,7 @@ the public port:
 The log line carries the renewal (`renewal_id`, the workflow id of the username in the request)
 and the order number when the request or its answer names one. Each app has its own registry,
 so several apps (tests) never clash. `/metrics` is unsigned: the admin port is loopback unless
-configured otherwise (README "Running in production").
+configured otherwise (docs/production.md).
 """
 
 import json

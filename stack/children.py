@@ -173,7 +173,7 @@ def spawn(
 
 
 # The stop order, and by when (seconds after the stop began) each phase must be down before
-# SIGKILL; README "Stopping". The ingress goes first, while the worker still runs, so requests in
+# SIGKILL; docs/local-stack.md. The ingress goes first, while the worker still runs, so requests in
 # flight (an update waits for the worker) can finish; then the worker, until its graceful
 # shutdown is up; then the servers. Everything is down 34 s after the signal at the latest.
 INGRESS_BY = 5.0
