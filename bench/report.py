@@ -197,7 +197,7 @@ def markdown(results: dict[str, Any]) -> str:
         out.append("")
     targets = results.get("targets")
     if targets:
-        out.append("Targets of issue 7:")
+        out.append("Targets:")
         out.append("")
         out += [f"- {line}" for line in targets]
         out.append("")

@@ -56,7 +56,7 @@ class Services:
                     "INSERT INTO service_addons (username, addon, quantity) VALUES ($1, $2, $3)",
                     [(record.username, line.addon, line.quantity) for line in record.addons],
                 )
-                # P17 (issue 17): the holder's billing data, replaced like the add-ons.
+                # P17: the holder's billing data, replaced like the add-ons.
                 billing = record.billing.model_dump_json() if record.billing else None
                 await conn.execute("UPDATE services SET billing = $2 WHERE username = $1", record.username, billing)
                 await audit(
@@ -79,7 +79,7 @@ class Services:
                 username,
             )
         fields = {name: row[name] for name in ServiceRecord.model_fields if name not in ("addons", "billing")}
-        billing = BillingData.model_validate_json(row["billing"]) if row["billing"] else None  # P17 (issue 17)
+        billing = BillingData.model_validate_json(row["billing"]) if row["billing"] else None  # P17
         return ServiceRecord(
             **fields,
             addons=[AddonQuantity(addon=a["addon"], quantity=a["quantity"]) for a in addons],

@@ -1,4 +1,4 @@
-"""Renewals' domain: models, configuration and the pure rules (R1–R7, P1–P10 of DESIGN.md).
+"""Renewals' domain: models and the pure rules (R1–R7, P1–P18; docs/rules.md).
 
 Nothing here does I/O or reads a clock: workflows and activities hand in what they know.
 """

@@ -24,8 +24,8 @@ def last_reactivation_day(expires_on: date, window: timedelta, *, legacy: bool =
     """R2: Reactivate is offered "in the 90 days following the expiry date", the 1st through the
     `window.days`-th calendar day after `expires_on` (Rome); the service is ceased from the next.
 
-    `legacy` is the boundary renewals started before issue 18 were given (ceased on day 90 itself):
-    they keep it, since it travels in their input (`Policy.reactivation_last_day_included`)."""
+    `legacy` is the boundary renewals started before day 90 counted in were given (ceased on day 90
+    itself): they keep it, since it travels in their input (`Policy.reactivation_last_day_included`)."""
     return expires_on + timedelta(days=window.days - 1 if legacy else window.days)
 
 
@@ -44,7 +44,8 @@ def service_status(service: ServiceRecord, today: date, window: timedelta, *, le
 
 
 def eligibility_under(policy: Policy, service: ServiceRecord, today: date) -> Eligibility:
-    """Eligibility with the R2 boundary the policy carries (renewals started before issue 18 keep theirs)."""
+    """Eligibility with the R2 boundary the policy carries: renewals started under the legacy one keep
+    it (docs/evolving-models.md)."""
     return eligibility(
         service,
         today,
@@ -62,7 +63,7 @@ def eligibility(
     legacy: bool = False,
     reactivate_with_auto_renew: bool = True,
 ) -> Eligibility:
-    """`reactivate_with_auto_renew` False is the rule renewals started before issue 15 were given
+    """`reactivate_with_auto_renew` False is the rule renewals started before P16's Reactivate were given
     (an expired service with auto-renew on offered nothing); their input keeps it."""
     status = service_status(service, today, window, legacy=legacy)
     if status == "ceased":

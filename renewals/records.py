@@ -55,7 +55,7 @@ class ServiceRecord(Model):
 
 class ServiceImport(ServiceRecord, WireModel):
     """A record as `services import` reads it: strict about unknown fields, and about an address
-    the mailer could not send to (issue 12, item 1)."""
+    the mailer could not send to (P14)."""
 
     holder_email: MailableEmail
 

@@ -1,4 +1,4 @@
-"""What the panel, the customer's pages and ops read (DESIGN.md §5 views): cart, order, payment
+"""What the panel, the customer's pages and ops read (the contract's views, docs/api.md): cart, order, payment
 outcome, renewal, service status."""
 
 from datetime import date, datetime

@@ -2,7 +2,7 @@
 ops read, local activities for reads, and the emails and ledger writes that must never hold up the
 renewal (P14). Deterministic workflow code; the renewal owns one `Effects`.
 
-Two paths. Renewals started before issue 14 (no `renewal-v2` marker in their history) replay
+Two paths. Renewals started before the v2 path (no `renewal-v2` marker in their history) replay
 their recorded command sequence: activities for reads, emails awaited in line, ledger writes
 queued in an outbox that `run` drains. The v2 path runs reads as local activities and sends
 emails and ledger writes in the background; `finish` waits for all of them before the renewal
