@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import json
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator
 from datetime import UTC, date, datetime, timedelta
@@ -45,7 +44,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from activities.store import Store
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
-from ingress.signing import read_payload, signed_headers
+from ingress.signing import signed_headers
 from renewals import DAILY_SCHEDULE_ID
 from renewals.config import Settings, load_settings, require_safe_exposure
 from renewals.dates import rome_today
@@ -165,7 +164,7 @@ def ingress_url(settings: Settings) -> str:
 
 
 def signed_request(settings: Settings, method: str, path: str, secret: str, body: bytes = b"") -> Any:
-    headers = signed_headers(secret, int(time.time()), body if method != "GET" else read_payload(method, path))
+    headers = signed_headers(secret, method, path, body)  # P21: the method, the path and the body
     headers["Content-Type"] = "application/json"
     try:
         response = httpx.request(method, ingress_url(settings) + path, content=body, headers=headers, timeout=60)
@@ -222,10 +221,14 @@ def server_configs(settings: Settings, public: Any, admin: Any) -> tuple[uvicorn
     """uvicorn's settings for the public port and the admin port.
 
     The app caps requests in flight itself, answering 503 with Retry-After (ingress/bounds.py);
-    uvicorn's limit_concurrency, which counts open connections too, is the backstop above it."""
+    limit_concurrency is the backstop above it, counted in requests by ingress/slow_clients.py,
+    which also closes a client too slow to send its request (P14)."""
+    from ingress.slow_clients import SlowClientsProtocol
+
     # log_config=None: uvicorn's lines go through our handler (JSON in production); the
     # per-request line is ingress/metrics.py's, with the renewal and the order in it.
     common: dict[str, Any] = {"log_config": None, "log_level": settings.log_level.lower(), "access_log": False}
+    common["http"] = SlowClientsProtocol
     return (
         uvicorn.Config(
             public,
@@ -233,6 +236,9 @@ def server_configs(settings: Settings, public: Any, admin: Any) -> tuple[uvicorn
             port=settings.ingress_port,
             limit_concurrency=settings.ingress_max_concurrency * 2 + 10,
             timeout_keep_alive=5,
+            # Only the TLS proxy's word on the scheme and the client's address is believed (the
+            # pages' Secure cookie follows the scheme); never uvicorn's FORWARDED_ALLOW_IPS by chance.
+            forwarded_allow_ips=settings.ingress_trusted_proxies,
             **common,
         ),
         uvicorn.Config(admin, host=settings.ingress_admin_host, port=settings.ingress_admin_port, **common),
@@ -262,6 +268,7 @@ def serve(settings: Settings) -> None:
             idempotency=IdempotencyKeys(store.pool, settings.panel_idempotency_ttl),
             max_concurrency=settings.ingress_max_concurrency,
             sdi_signing_cert=sdi_cert,
+            accept_v1_signatures=settings.signing_accept_v1,
         )
         public_config, admin_config = server_configs(settings, public, create_admin_app(public))
         admin_server = _AdminServer(admin_config)

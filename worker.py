@@ -98,6 +98,7 @@ def build_worker(
             store.create_order,
             store.settle_payment,
             store.activate,
+            store.find_on_time_payments,
             store.close_order,
             store.change_due_by,
             mailer.send_email,
@@ -112,7 +113,7 @@ def build_worker(
 
 
 async def ensure_reconciler_schedule(client: Client, task_queue: str, every: timedelta) -> None:
-    """The ledger reconciler's Schedule (issue 12, I2), created once; a second worker finds it."""
+    """The ledger reconciler's Schedule (P11, invariant I2), created once; a second worker finds it."""
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             LedgerReconciler.run, Reconcile(older_than=every), id=RECONCILER_SCHEDULE_ID, task_queue=task_queue

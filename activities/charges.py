@@ -3,13 +3,16 @@ the payments back office (PAYMENTS_WEBHOOK_URL), which charges the customer's st
 account and then registers the payment like any other (`POST /payments/events`).
 
 The request is written to `charge_requests` first (one row per order: a retry never makes a
-second), then POSTed, signed as DESIGN.md §5 signs every event (`X-Timestamp`, `X-Signature` with
-the first PAYMENTS_SECRET), until the back office answers 2xx; each attempt is counted and its
-error kept on the row for ops. With no URL set (the local stack) the row is the whole request.
+second), then POSTed, signed as the ingress verifies every event (P21, ingress/signing.py: v2 with
+the first PAYMENTS_SECRET, over the method, the URL's path and query, the Idempotency-Key and the
+body), until the back office answers 2xx; each attempt is counted and its error kept on the row
+for ops. Every attempt carries `Idempotency-Key: <order number>`, the one charge it asks for, and
+is signed anew (a fresh timestamp and nonce), so a receiver that accepts each signature once and
+answers a known key with its first answer sees a retry as the same charge, never a second.
+With no URL set (the local stack) the row is the whole request.
 """
 
 import json
-import time
 
 import asyncpg
 import httpx
@@ -37,6 +40,11 @@ def charge_event(request: RequestCharge) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+
+
+def target_of(url: str) -> str:
+    """The path with its query exactly as httpx sends `url` (percent-encoded): what the signature covers."""
+    return httpx.URL(url).raw_path.decode("ascii")
 
 
 class Charges:
@@ -70,7 +78,8 @@ class Charges:
         if self.url is None:
             return ChargeRequested(acknowledged=False, attempts=row["attempts"])
         body = charge_event(request)
-        headers = {"Content-Type": "application/json", **signed_headers(self.secret, int(time.time()), body)}
+        signed = signed_headers(self.secret, "POST", target_of(self.url), body, idempotency_key=request.order_number)
+        headers = {"Content-Type": "application/json", **signed}
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.post(self.url, content=body, headers=headers)

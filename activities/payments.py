@@ -5,22 +5,30 @@ activity itself.
 The ledger takes every payment first (P11); then the order's renewal decides what it is (P5,
 P10, P12). When no renewal can hear it (an unknown reference, a closed renewal) it is kept as
 unmatched for ops; nothing here sums or judges payments.
+
+The reconciler delivers each row on its own (I2): a row that cannot be delivered costs one bounded
+attempt, counted on the row with its error, and is tried again after a growing wait; the other
+rows flow. After a few failures it is marked stuck, in the ledger, the run's current details and
+the worker's metrics, for ops.
 """
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import Store
 from renewals import REGISTER_PAYMENT, workflow_id
+from renewals.calls import OrderOwner
 from renewals.messages import PaymentEntry, Reconcile, Reconciled
 from renewals.types import PaymentStatus
 from renewals.views import PaymentOutcome
 
-# How long the reconciler lets one renewal take to hear of a payment before it moves on to the next
-# (the row stays `received` and its next run tries again).
+# How long one call of the reconciler to a renewal may take (the row's whole delivery is bounded
+# by Reconcile.row_timeout; the row stays `received` and is tried again after its backoff).
 RECONCILER_UPDATE_TIMEOUT = timedelta(seconds=10)
 
 
@@ -59,9 +67,7 @@ class PaymentDesk:
             if not closed(error):
                 raise
         # P10: the order's renewal has closed; the payment waits for ops.
-        return await self._unmatched(
-            entry, f"order {entry.order_number} is closed (P10)", owner.paid_cents, owner.balance_cents
-        )
+        return await self._unmatched(entry, closed_note(entry, owner), owner.paid_cents, owner.balance_cents)
 
     async def _unmatched(self, entry: PaymentEntry, note: str, paid: int, balance: int) -> PaymentOutcome:
         now_unmatched = await self.store.ledger.settle_unmatched(entry.transaction_id, note)
@@ -78,15 +84,78 @@ class PaymentDesk:
     @activity.defn
     async def redeliver_stuck_payments(self, request: Reconcile) -> Reconciled:
         """The reconciler: every ledger row left `received` for longer than `older_than` (the
-        ingress died after the insert, Temporal did not answer) is delivered again."""
-        stuck = await self.store.ledger.stuck(datetime.now(UTC) - request.older_than, request.batch)
+        ingress died after the insert, Temporal did not answer) whose next attempt is due is
+        delivered again, each within `row_timeout`. A failure is the row's, never the run's."""
+        ledger = self.store.ledger
+        due = await ledger.due_for_delivery(datetime.now(UTC) - request.older_than, request.batch)
+        # Rows not reached before the activity's own timeout wait for the next run, first in line.
+        stop_at = time.monotonic() + _run_budget(request.row_timeout).total_seconds()
         statuses: dict[str, int] = {}
-        for entry in stuck:
+        failed = 0
+        for entry in due:
+            if time.monotonic() > stop_at:
+                break
             activity.heartbeat(entry.transaction_id)
-            outcome = await self.deliver(entry)
+            outcome = await self.redeliver(entry, request)
+            if outcome is None:
+                failed += 1
+                continue
             statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
-        if stuck:
-            activity.metric_meter().create_counter(
+        stuck_total, stuck = await ledger.stuck()
+        meter = activity.metric_meter()
+        if due:
+            meter.create_counter(
                 "renewals_ledger_stuck_payments", "Ledger rows found left 'received' and delivered again."
-            ).add(len(stuck))
-        return Reconciled(found=len(stuck), statuses=statuses)
+            ).add(len(due))
+        if failed:
+            meter.create_counter(
+                "renewals_ledger_delivery_failures", "Deliveries of a ledger row by the reconciler that failed."
+            ).add(failed)
+        meter.create_gauge(
+            "renewals_ledger_payments_marked_stuck",
+            "Ledger rows still undelivered after the reconciler's stuck_after attempts: for ops.",
+        ).set(stuck_total)
+        return Reconciled(found=len(due), statuses=statuses, failed=failed, stuck_total=stuck_total, stuck=stuck)
+
+    async def redeliver(self, entry: PaymentEntry, request: Reconcile) -> PaymentOutcome | None:
+        """One ledger row delivered again within `row_timeout`: its outcome, or None when the
+        delivery failed, whatever the failure (it is this row's: counted on it, with its error
+        and its next attempt, and the run goes on)."""
+        try:
+            return await asyncio.wait_for(self.deliver(entry), request.row_timeout.total_seconds())
+        except Exception as error:
+            await self.store.ledger.delivery_failed(
+                entry.transaction_id,
+                failure(error, request.row_timeout),
+                request.retry_after,
+                request.retry_after_max,
+                request.stuck_after,
+            )
+            return None
+
+
+def _run_budget(row_timeout: timedelta) -> timedelta:
+    """How long a run may start new deliveries: its activity's start-to-close timeout, less room
+    for the last delivery and the bookkeeping after it."""
+    limit = activity.info().start_to_close_timeout or timedelta(minutes=10)
+    return max(limit - 2 * row_timeout - timedelta(seconds=30), row_timeout)
+
+
+def failure(error: Exception, row_timeout: timedelta) -> str:
+    """Why a delivery failed, in a line ops read on the row."""
+    # The SDK turns the bound's cancellation of an update into its own timeout error.
+    if isinstance(error, TimeoutError | WorkflowUpdateRPCTimeoutOrCancelledError):
+        return f"no answer from the renewal in time (row_timeout {row_timeout.total_seconds():g} s)"
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+def closed_note(entry: PaymentEntry, owner: OrderOwner) -> str:
+    """Why a payment reaching a closed renewal is unmatched (P10). One the ledger took by the
+    deadline is on time (P12), but its renewal checked the ledger at the deadline and closed the
+    order: it reached the ledger as the order closed. It revives nothing by itself (the service
+    may have been renewed since); ops are told it was on time, to apply it by hand or refund it."""
+    note = f"order {entry.order_number} is closed (P10)"
+    on_time = owner.status == "expired" and owner.due_by and entry.received_at and entry.received_at <= owner.due_by
+    if on_time:
+        note += f"; received on time, by its deadline of {owner.due_by:%Y-%m-%d %H:%M %Z}: for ops to apply or refund"
+    return note

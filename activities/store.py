@@ -30,7 +30,9 @@ from renewals.calls import (
     CreateOrder,
     DiscountLookup,
     FindDiscountCode,
+    FindOnTimePayments,
     LoadService,
+    OnTimePayments,
     RenewalContext,
     SettlePayment,
 )
@@ -43,7 +45,7 @@ StartDelivery = Callable[[DeliveryInput], Awaitable[None]]
 
 
 def _default_seller() -> Seller:
-    from renewals.config import load_settings  # P17 (issue 17): SELLER_* when the caller passes none
+    from renewals.config import load_settings  # P17: SELLER_* when the caller passes none
 
     return load_settings().seller()
 
@@ -59,7 +61,7 @@ class Store:
         self.services = Services(pool)
         self.ledger = Ledger(pool)
         self.mail_log = MailLog(pool)
-        # P17 (issue 17): the issuer of the invoices activate() issues; SELLER_* by default.
+        # P17: the issuer of the invoices activate() issues; SELLER_* by default.
         self.seller = seller if seller is not None else _default_seller()
 
     def delivering_with(self, start: StartDelivery) -> "Store":
@@ -123,7 +125,8 @@ class Store:
                 INSERT INTO orders (order_number, workflow_id, run_id, username, mode, years,
                     payment_method, discount_code, net_cents, discount_cents, vat_cents,
                     total_cents, previous_expires_on, due_by, created_at)
-                VALUES ('FE-' || $1::text || '-' || lpad(nextval('order_number_seq')::text, 6, '0'),
+                VALUES ('FE-' || $1::text || '-' || (SELECT lpad(n, greatest(6, length(n)), '0')
+                                                    FROM (SELECT nextval('order_number_seq')::text AS n) AS next),
                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                 ON CONFLICT (run_id) DO NOTHING
                 RETURNING order_number
@@ -328,6 +331,12 @@ class Store:
                 paid_at=request.payment_registered_at or request.paid_at,
             )
         )
+
+    @activity.defn
+    async def find_on_time_payments(self, request: FindOnTimePayments) -> OnTimePayments:
+        """P12 at the deadline, before an order lapses: the payments the ledger took in time that
+        its renewal has not heard of (a delivery late or lost). A read: a local activity."""
+        return OnTimePayments(entries=await self.ledger.unsettled_by(request.order_number, request.due_by))
 
     @activity.defn
     async def close_order(self, request: CloseOrder) -> None:

@@ -77,7 +77,8 @@ def say(text: str) -> None:
 async def issue_all(url: str, count: int) -> None:
     """`count` paid orders and their invoices, issued one by one as activations issue them."""
     settings = load_settings()
-    conn = await asyncpg.connect(url)
+    # Bulk seeds run longer than the database's bound on a statement (migrations/011_runtime_timeouts.sql).
+    conn = await asyncpg.connect(url, server_settings={"statement_timeout": "0"})
     try:
         await conn.execute(SEED, count, BILLING.model_dump_json())
         await conn.execute(PAID)

@@ -12,6 +12,11 @@ else. A sequence would not do: its values are spent even when the transaction ro
 
 Idempotent per order: the caller holds the order's row lock (`Store.activate` selects it FOR UPDATE)
 and an order with an invoice gets the same one back, without taking a number.
+
+Numbers and dates keep one order within a year (P17): an invoice is dated the Rome day its payment
+was registered, but never before its order was made, never after today, and never before the last
+invoice of its year, read under the same counter-row lock that gives the number. Issued invoices
+are append-only (migrations/008_append_only.sql).
 """
 
 import json
@@ -126,7 +131,9 @@ async def issue_invoice(
     conn: asyncpg.Connection, order_number: str, *, seller: Seller, registered_at: datetime
 ) -> StoredInvoice:
     """The paid order's invoice, issued in the caller's transaction and dated the Rome day the
-    payment was registered; or the invoice it already has. Never raises for the holder's data:
+    payment was registered, within the bounds of `first_possible_day` and never before the last
+    invoice of its year (the date is recorded in the audit trail with why, when it differs); or
+    the invoice it already has. Never raises for the holder's data:
     without billing data (records imported before it) the order gets a row in state
     'missing_billing_data' and no number, for ops; an invoice that fails its checks (it cannot,
     for data that passed import) is recorded 'invalid' with the reasons, its number given back.
@@ -139,9 +146,9 @@ async def issue_invoice(
         return await _record_not_issued(
             conn, order, MISSING_BILLING_DATA, f"service {order.username} has no billing data: no invoice issued"
         )
-    # Never after today: SdI refuses an invoice dated after it receives it (a clock or a back
-    # office ahead of ours).
-    issued_on = min(rome_today(registered_at), rome_today(datetime.now(UTC)))
+    registered_on = rome_today(registered_at)
+    ordered_on = rome_today(await conn.fetchval("SELECT created_at FROM orders WHERE order_number = $1", order_number))
+    day = first_possible_day(registered_on, ordered_on=ordered_on, today=rome_today(datetime.now(UTC)))
     file_id = await conn.fetchval("SELECT nextval('invoice_file_seq')")
     try:
         # A savepoint: a bad invoice rolls back its number and nothing else of the activation.
@@ -153,8 +160,13 @@ async def issue_invoice(
                 ON CONFLICT (year) DO UPDATE SET last_progressive = invoice_counters.last_progressive + 1
                 RETURNING last_progressive
                 """,
-                issued_on.year,
+                day.year,
             )
+            # Read under the year's row lock: no invoice of this year can be numbered in between.
+            last_issued_on = await conn.fetchval(
+                "SELECT issued_on FROM invoices WHERE year = $1 ORDER BY progressive DESC LIMIT 1", day.year
+            )
+            issued_on = max(day, last_issued_on or day)
             invoice = build_invoice(
                 order,
                 billing,
@@ -193,8 +205,32 @@ async def issue_invoice(
     except InvoiceError as error:
         return await _record_not_issued(conn, order, INVALID, str(error))
     await add_transmission(conn, invoice.number, invoice.file_name, invoice.xml.decode())  # the outbox (P18)
-    await audit(conn, order, "invoice_issued", number=invoice.number, file_name=invoice.file_name)
+    detail: dict[str, Any] = {
+        "number": invoice.number,
+        "file_name": invoice.file_name,
+        "issued_on": issued_on,
+        "registered_on": registered_on,
+    }
+    if issued_on != registered_on:  # never silently another day than the payment's
+        detail["dated_otherwise"] = dating_reason(registered_on, issued_on, ordered_on)
+    await audit(conn, order, "invoice_issued", **detail)
     return StoredInvoice.of(row)
+
+
+def first_possible_day(registered_on: date, *, ordered_on: date, today: date) -> date:
+    """P17: the Rome day the payment was registered, bounded to the days the invoice can carry:
+    not before its order was made (a back office date of 2001 opens no 2001 series) and not after
+    today (SdI refuses an invoice dated after it receives it). The last invoice of the year, read
+    under the counter's lock, may push it later still (`issue_invoice`)."""
+    return min(max(registered_on, ordered_on), today)
+
+
+def dating_reason(registered_on: date, issued_on: date, ordered_on: date) -> str:
+    if registered_on < ordered_on and issued_on == ordered_on:
+        return f"registered_at {registered_on} is before the order was made on {ordered_on} (P17)"
+    if registered_on > issued_on:
+        return f"registered_at {registered_on} is after today (P17)"
+    return f"an invoice of {issued_on.year} numbered before it is dated {issued_on} (P17: dates follow numbers)"
 
 
 async def issue_for_paid_order(pool: asyncpg.Pool, order_number: str, *, seller: Seller) -> StoredInvoice:

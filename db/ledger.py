@@ -1,14 +1,15 @@
 """The payments ledger (P11): every payment written before any renewal hears of it; what the
-ingress and the reconciler read back. Which status a payment gets is the renewal's decision."""
+ingress, the reconciler and a renewal at its deadline read back; the reconciler's bookkeeping of
+each row's delivery (I2). Which status a payment gets is the renewal's decision."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from db.audit import audit
 from renewals.calls import OrderOwner
-from renewals.messages import PaymentEntry
+from renewals.messages import PaymentEntry, StuckPayment
 
 
 class TransactionConflict(Exception):
@@ -56,6 +57,17 @@ class Ledger:
                 """,
                 *ledger_values(entry),
             )
+            if known is None:
+                # The same payment inserted at the same moment by another request: our insert
+                # waited for it and did nothing, but this statement's snapshot predates its commit.
+                # A new statement sees it; the repeat is then answered as any repeat.
+                known = await conn.fetchrow(
+                    "SELECT order_number, amount_cents, currency, method, received_at FROM payments"
+                    " WHERE transaction_id = $1",
+                    entry.transaction_id,
+                )
+        if known is None:
+            raise RuntimeError(f"transaction {entry.transaction_id} neither inserted nor found in the ledger")
         if (known["order_number"], known["amount_cents"], known["currency"], known["method"]) != (
             entry.order_number,
             entry.amount_cents,
@@ -93,22 +105,105 @@ class Ledger:
     async def order_owner(self, order_number: str) -> OrderOwner | None:
         """Whose order a payment quotes, and what its renewal last recorded as paid; None if unknown."""
         row = await self.pool.fetchrow(
-            "SELECT username, total_cents, paid_cents FROM orders WHERE order_number = $1", order_number
+            "SELECT username, total_cents, paid_cents, status, due_by FROM orders WHERE order_number = $1",
+            order_number,
         )
         if row is None:
             return None
-        return OrderOwner(username=row["username"], total_cents=row["total_cents"], paid_cents=row["paid_cents"])
+        return OrderOwner(**dict(row))
 
-    async def stuck(self, received_before: datetime, limit: int = 500) -> list[PaymentEntry]:
-        """Ledger rows still `received` (the renewal never heard of them), oldest first."""
+    async def unsettled_by(self, order_number: str, due_by: datetime) -> list[PaymentEntry]:
+        """The payments quoting `order_number` that the ledger took by `due_by` and that no renewal
+        has settled yet, oldest first: on time by the ledger's clock (P12) however late they are
+        delivered."""
         rows = await self.pool.fetch(
-            """
-            SELECT transaction_id, order_number, amount_cents, currency, method, registered_at, by_hand,
-                   received_at
-            FROM payments WHERE status = 'received' AND received_at < $1
-            ORDER BY received_at LIMIT $2
+            f"""
+            SELECT {_ENTRY_COLUMNS} FROM payments
+            WHERE order_number = $1 AND status = 'received' AND received_at <= $2
+            ORDER BY received_at, transaction_id
+            """,
+            order_number,
+            due_by,
+        )
+        return [PaymentEntry(**dict(row)) for row in rows]
+
+    # ------------------------------------------------------------------ the reconciler (I2)
+
+    async def due_for_delivery(self, received_before: datetime, limit: int = 500) -> list[PaymentEntry]:
+        """Rows still `received` (the renewal never heard of them) whose next attempt is due, the
+        longest waiting first: a row that failed waits its backoff and lets the others go first."""
+        rows = await self.pool.fetch(
+            f"""
+            SELECT {_ENTRY_COLUMNS} FROM payments
+            WHERE status = 'received' AND received_at < $1 AND coalesce(next_delivery_at, received_at) <= now()
+            ORDER BY coalesce(next_delivery_at, received_at), transaction_id
+            LIMIT $2
             """,
             received_before,
             limit,
         )
         return [PaymentEntry(**dict(row)) for row in rows]
+
+    async def delivery_failed(
+        self, transaction_id: str, error: str, retry_after: timedelta, retry_after_max: timedelta, stuck_after: int
+    ) -> bool:
+        """Count a failed delivery on the row and set its next attempt: `retry_after`, doubled at
+        each failure up to `retry_after_max`. At `stuck_after` failures the row is marked stuck
+        (audited once); it is still tried. True when the row is stuck now."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """
+                UPDATE payments
+                SET delivery_attempts = delivery_attempts + 1,
+                    last_delivery_error = $2,
+                    next_delivery_at = now()
+                        + least($3::interval * power(2, least(delivery_attempts, 30)), $4::interval),
+                    stuck_since = CASE WHEN stuck_since IS NULL AND delivery_attempts + 1 >= $5
+                                       THEN now() ELSE stuck_since END
+                WHERE transaction_id = $1 AND status = 'received'
+                RETURNING order_number, delivery_attempts, stuck_since, stuck_since = now() AS stuck_now
+                """,
+                transaction_id,
+                error,
+                retry_after,
+                retry_after_max,
+                stuck_after,
+            )
+            if row is None:  # settled meanwhile
+                return False
+            if row["stuck_now"]:
+                username = await conn.fetchval(
+                    "SELECT username FROM orders WHERE order_number = $1", row["order_number"]
+                )
+                await audit(
+                    conn,
+                    username or "",
+                    row["order_number"],
+                    "payment_stuck",
+                    transaction_id=transaction_id,
+                    attempts=row["delivery_attempts"],
+                    error=error,
+                )
+            return row["stuck_since"] is not None
+
+    async def stuck(self, limit: int = 20) -> tuple[int, list[StuckPayment]]:
+        """What ops look at: how many rows are marked stuck and still undelivered, and the
+        longest stuck of them."""
+        async with self.pool.acquire() as conn:
+            total: int = await conn.fetchval(
+                "SELECT count(*) FROM payments WHERE status = 'received' AND stuck_since IS NOT NULL"
+            )
+            rows = await conn.fetch(
+                """
+                SELECT transaction_id, order_number, amount_cents, delivery_attempts AS attempts,
+                       last_delivery_error AS last_error, stuck_since, next_delivery_at
+                FROM payments WHERE status = 'received' AND stuck_since IS NOT NULL
+                ORDER BY stuck_since, transaction_id LIMIT $1
+                """,
+                limit,
+            )
+        return total, [StuckPayment(**dict(row)) for row in rows]
+
+
+# A ledger row as a PaymentEntry (the renewal's view of a payment).
+_ENTRY_COLUMNS = "transaction_id, order_number, amount_cents, currency, method, registered_at, by_hand, received_at"

@@ -21,6 +21,9 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATION
     for path in sorted(directory.glob("[0-9][0-9][0-9]_*.sql")):
         version = path.stem
         async with conn.transaction():
+            # A migration may take long and wait for locks: the database's bounds for every session
+            # (migrations/011_runtime_timeouts.sql) are not for it.
+            await conn.execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
             await conn.execute("SELECT pg_advisory_xact_lock(727001)")
             done = await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", version)
             if done:

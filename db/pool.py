@@ -2,7 +2,10 @@
 
 import asyncpg
 
-# Seconds any one statement may take before asyncpg gives up on it (P14).
+# Seconds any one statement may take before asyncpg gives up on it (P14). Between the database's
+# own bounds (migrations/011_runtime_timeouts.sql): above its lock_timeout, so a lock wait ends
+# with the server's clean error naming the lock, and below its statement_timeout, which ends on the
+# server a statement whose cancel never arrived.
 COMMAND_TIMEOUT = 10.0
 
 

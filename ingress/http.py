@@ -1,13 +1,14 @@
-"""The signed HTTP API (DESIGN.md §5) on FastAPI: panel events, payment events, reads, health.
+"""The signed HTTP API (docs/api.md) on FastAPI: panel events, payment events, reads, health.
 
 Two apps. `create_app` is the public one, the API and nothing else: every route but `/healthz`
 (a cached answer, no detail) is signed; no OpenAPI document, no `/metrics`. `create_admin_app`
 serves those (`/docs`, `/redoc`, `/openapi.json`, `/metrics`, `/healthz`) on the admin port,
 loopback unless configured otherwise (starter.py serves both).
 
-The signature is checked on the raw body, against the endpoint's own secrets, before anything is
-parsed. Every refusal answers `{"error": CODE, "message": TEXT}`; never a traceback. Every answer
-comes within the deadline of ingress/bounds.py (P14); a panel event may carry an
+The signature (ingress/signing.py: method, path and query, Idempotency-Key, raw body) is checked
+against the endpoint's own secrets before anything is parsed, and each is accepted once (P21,
+db/signatures.py). Every refusal answers `{"error": CODE, "message": TEXT}`; never a traceback.
+Every answer comes within the deadline of ingress/bounds.py (P14); a panel event may carry an
 `Idempotency-Key` (ingress/idempotency.py, P13).
 """
 
@@ -28,13 +29,14 @@ from starlette.exceptions import HTTPException
 
 from db.invoices import invoice_by_number
 from db.sdi import receipts_of
+from db.signatures import SeenSignatures
 from ingress import openapi, sdi, ui
 from ingress.bounds import REQUEST_DEADLINE_SECONDS, RETRY_AFTER_DEADLINE, ConcurrencyLimit, Deadline
 from ingress.idempotency import HEADER as IDEMPOTENCY_HEADER
 from ingress.idempotency import REPLAYED_HEADER, Answer, IdempotencyKeys, KeyRefused
 from ingress.operations import Ingress, RenewalsError
 from ingress.ratelimit import RateLimiter
-from ingress.signing import SignatureError, read_payload, verify
+from ingress.signing import Received, SignatureError, verify
 from renewals.events import PanelEvent, PaymentRegistered
 from renewals.types import Username
 
@@ -76,6 +78,26 @@ async def read_body(request: Request) -> bytes:
         if len(body) > MAX_BODY_BYTES:
             raise ApiError(413, "payload_too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
     return body
+
+
+def received(request: Request, body: bytes) -> Received:
+    """What the signature covers, as it came over the wire: the path as sent (never re-encoded by
+    the framework) and its query."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    target = raw_path.split(b"?", 1)[0]
+    query = request.scope.get("query_string") or b""
+    if query:
+        target += b"?" + query
+    headers = request.headers
+    return Received(
+        method=request.method,
+        target=target.decode("latin-1"),
+        idempotency_key=headers.get(IDEMPOTENCY_HEADER),
+        body=body,
+        timestamp=headers.get("x-timestamp"),
+        nonce=headers.get("x-nonce"),
+        signature=headers.get("x-signature"),
+    )
 
 
 def parse(adapter: TypeAdapter[Any], body: bytes) -> Any:
@@ -137,10 +159,13 @@ def create_app(
     deadline: float = REQUEST_DEADLINE_SECONDS,
     max_concurrency: int | None = None,
     sdi_signing_cert: bytes | None = None,
+    accept_v1_signatures: bool = True,
+    seen_signatures: SeenSignatures | None = None,
 ) -> FastAPI:
     """The public API. Each secret is one value or several (the current first, then the previous
     one during a rotation): a request signed with any is accepted. `sdi_signing_cert`: the PEM
-    certificate SdI's notifications must verify against (P18); without it every one is refused."""
+    certificate SdI's notifications must verify against (P18); without it every one is refused.
+    `accept_v1_signatures`: SIGNING_ACCEPT_V1, the form signed before P21 still accepted."""
     app = FastAPI(
         title="Renewals ingress",
         version="1",
@@ -161,19 +186,30 @@ def create_app(
             keys.append(IdempotencyKeys(ingress.store.pool))
         return keys[0]
 
+    seen: list[SeenSignatures] = [seen_signatures] if seen_signatures else []
+
+    def seen_before() -> SeenSignatures:
+        if not seen:
+            seen.append(SeenSignatures(ingress.store.pool))
+        return seen[0]
+
     async def signed_body(request: Request, secret: str | Sequence[str]) -> bytes:
+        """The raw body, once its signature is verified and seen for the first time (P21)."""
         body = await read_body(request)
-        signed = body
-        if request.method == "GET":
-            if body:
-                raise ApiError(400, "bad_request", "a read has no body")
-            # The path as it came over the wire (not re-encoded by the framework), decoded once.
-            raw_path = request.scope.get("raw_path") or request.url.path.encode()
-            signed = read_payload("GET", raw_path.split(b"?", 1)[0].decode("latin-1"))
+        if request.method == "GET" and body:
+            raise ApiError(400, "bad_request", "a read has no body")
         try:
-            verify(secret, request.headers.get("x-timestamp"), request.headers.get("x-signature"), signed, time.time())
+            verified = verify(secret, received(request, body), time.time(), accept_v1=accept_v1_signatures)
         except SignatureError as error:
             raise ApiError(401, "bad_signature", str(error)) from None
+        if verified.form == "v1":
+            # Ops read these to know when SIGNING_ACCEPT_V1 can be turned off: none left.
+            log.warning(
+                "accepted a v1 (sha256=) signature on %s %s; its sender must sign v2=", request.method, request.url.path
+            )
+        # Only now, a signature known to be ours: junk is never stored.
+        if not await seen_before().first_use(verified.digest, verified.expires_at):
+            raise ApiError(409, "not_allowed", "this signed request was already received")
         return body
 
     def answer(model: BaseModel) -> JSONResponse:
@@ -292,9 +328,8 @@ def create_app(
             return JSONResponse(checks, 200)
         return JSONResponse(checks, 503, {"Retry-After": RETRY_AFTER_SECONDS})
 
-    # The customer's pages, /ui/ (ingress/ui.py): their sign-in links are signed with the current secret.
-    current_panel_secret = panel_secret if isinstance(panel_secret, str) else panel_secret[0]
-    app.include_router(ui.pages_for(ingress, current_panel_secret))
+    # The customer's pages, /ui/ (ingress/ui.py): either secret of a rotation verifies, the current signs.
+    app.include_router(ui.pages_for(ingress, panel_secret))
     app.include_router(sdi.router)  # SdI's callbacks (P18): SOAP, outside the signed API
     openapi.serve(app)
     from ingress.metrics import instrument  # the counters and the request log line, outermost

@@ -1,4 +1,4 @@
-"""The ingress's OpenAPI 3.1 document: the whole contract of DESIGN.md §5, as clients generate from it.
+"""The ingress's OpenAPI 3.1 document: the whole contract (docs/api.md), as clients generate from it.
 
 Every operation lists every status it can answer, each with its body (the `{"error", "message"}`
 model defined once, referenced everywhere), `Retry-After` on 429 and 503, and an example. The
@@ -38,13 +38,21 @@ REF = "#/components/schemas/{model}"
 Secret = Literal["panel", "payments"]
 
 SIGNING_RULE = (
-    "Every request is signed like a Stripe webhook, with two headers: `X-Timestamp: <unix seconds>` and "
-    '`X-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`, the HMAC keyed with the '
-    'endpoint\'s secret. A read (GET) has no body: it signs `"<timestamp>.GET <path>"` instead, the path '
-    "percent-decoded once and without the query (e.g. `1795780000.GET /panel/services/demo-active`), so a "
-    "captured read cannot fetch another username. A timestamp more than 5 minutes from the server's clock is "
-    "refused, so a captured request cannot be replayed later; neither secret works on the other's endpoint. "
-    "Any failure is a 401 `bad_signature`."
+    "Every request is signed (P21) with three headers: `X-Timestamp: <unix seconds>`, `X-Nonce: <a fresh "
+    "random value, 16 to 64 characters of A-Z a-z 0-9 _ ->` and `X-Signature: v2=<hex HMAC-SHA256>`, the HMAC "
+    "keyed with the endpoint's secret, of the string "
+    '`"<timestamp>\\n<nonce>\\n<METHOD>\\n<path?query>\\n<Idempotency-Key>\\n<raw body>"`: '
+    "the lines joined by a newline (\\n), the path with its query exactly as sent (percent-encoding kept; no "
+    "`?` when there is no query), the `Idempotency-Key` header's value or an empty line without one, and "
+    "the body's exact bytes (empty for a read), e.g. for a read "
+    '`"1795780000\\nq1w2e3r4t5y6u7i8o9p0\\nGET\\n/panel/services/demo-active\\n\\n"`. '
+    "A timestamp more than 5 minutes from the server's clock is refused, and within them each signature is "
+    'accepted once: the same signed request again is a 409 `not_allowed` ("this signed request was already '
+    'received") and changes nothing. A retry is signed anew (a new timestamp and nonce); with the same '
+    "`Idempotency-Key` it gets the first answer back (P13). Neither secret works on the other's endpoint. "
+    "Any other failure of the signature is a 401 `bad_signature`. The form signed before, "
+    '`X-Signature: sha256=<hex of "<timestamp>.<raw body>">` (a read: `"<timestamp>.GET <path>"`), is '
+    "deprecated: accepted, once, only while the server's SIGNING_ACCEPT_V1 is on."
 )
 
 # The contract's error codes: the ingress's own, and those of the refusals a renewal raises.
@@ -66,7 +74,7 @@ ERROR_EXAMPLES: dict[int, tuple[str, str, str]] = {
     401: (
         "Missing, wrong or stale signature, or the other endpoint's secret.",
         "bad_signature",
-        "X-Signature does not match the body and timestamp",
+        "X-Signature does not match the request (method, path and query, Idempotency-Key, body) and timestamp",
     ),
     404: ("No service with that username.", "unknown_service", "no service with username 'nobody'"),
     409: (
@@ -92,6 +100,13 @@ ERROR_EXAMPLES: dict[int, tuple[str, str, str]] = {
         "the renewal service could not answer; try again shortly",
     ),
 }
+# P21: the 409 of every signed operation, alone on a read, beside the rules' refusals on an event.
+REPLAY_EXAMPLE = (
+    "This signed request was already received (P21): a replay, refused, changing nothing. Sign every "
+    "request anew, a retry included.",
+    "already_received",
+    "this signed request was already received",
+)
 RETRY_AFTER_STATUSES = (429, 503)
 
 
@@ -174,7 +189,10 @@ def _describe_payment(schema: dict[str, Any]) -> None:
             "written to the ledger as `unmatched` for ops (P11)."
         ),
         "method": "How the customer paid.",
-        "registered_at": "When the back office registered the payment (RFC 3339, with its offset).",
+        "registered_at": (
+            "When the back office registered the payment (RFC 3339, with its offset); at most 5 minutes ahead of "
+            "our clock, else 422: the invoice is dated by it (P17)."
+        ),
     }
     for name, text in words.items():
         if name in properties:
@@ -215,7 +233,7 @@ def schemas() -> dict[str, Any]:
     events = _panel_events()
     components["PanelEvent"] = {
         "title": "PanelEvent",
-        "description": "A panel event; `type` selects which (DESIGN.md §5).",
+        "description": "A panel event; `type` selects which.",
         "oneOf": [_ref(model.__name__) for model in events],
         "discriminator": {
             "propertyName": "type",
@@ -449,7 +467,7 @@ def _username_parameter() -> dict[str, Any]:
     }
 
 
-READ_ERRORS = (400, 401, 404, 413, 422, 503)
+READ_ERRORS = (400, 401, 404, 409, 413, 422, 503)
 INVOICE_NUMBER_PARAMETER = {
     "name": "number",
     "in": "path",
@@ -547,7 +565,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ok=_json(_ref("RenewalView"), "The renewal.", {"awaiting_payment": RENEWAL_EXAMPLE}),
         refusals=READ_ERRORS,
     ),
-    # P17 (issue 17): the invoice of a paid renewal, as issued.
+    # P17: the invoice of a paid renewal, as issued.
     ("GET", "/panel/invoices/{number}"): Operation(
         operation_id="invoice",
         summary="An invoice's FatturaPA XML",
@@ -574,7 +592,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 }
             },
         },
-        refusals=(400, 401, 404, 413, 503),
+        refusals=(400, 401, 404, 409, 413, 503),
     ),
     ("GET", "/panel/invoices/{number}/receipts"): Operation(
         operation_id="invoice_receipts",
@@ -589,7 +607,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         secret="panel",
         parameters=[INVOICE_NUMBER_PARAMETER],
         ok=_json(_ref("ReceiptsView"), "The invoice's SdI record.", {"delivered": RECEIPTS_EXAMPLE}),
-        refusals=(400, 401, 404, 413, 503),
+        refusals=(400, 401, 404, 409, 413, 503),
     ),
     ("GET", "/healthz"): Operation(
         operation_id="health",
@@ -605,16 +623,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 # ---------------------------------------------------------------------------- the document
 
 
-def _error_response(status: int) -> dict[str, Any]:
+def _error_response(status: int, operation: Operation) -> dict[str, Any]:
     when, code, message = ERROR_EXAMPLES[status]
+    examples = {code: {"value": {"error": code, "message": message}}}
+    if status == 409 and operation.secret:
+        replay, name, replay_message = REPLAY_EXAMPLE
+        replayed = {name: {"value": {"error": "not_allowed", "message": replay_message}}}
+        # A read refuses nothing else with a 409; an event's rules do.
+        when, examples = (f"{when} Or: {replay}", {**examples, **replayed}) if operation.request else (replay, replayed)
     response: dict[str, Any] = {
         "description": when,
-        "content": {
-            "application/json": {
-                "schema": _ref("Error"),
-                "examples": {code: {"value": {"error": code, "message": message}}},
-            }
-        },
+        "content": {"application/json": {"schema": _ref("Error"), "examples": examples}},
     }
     if status in RETRY_AFTER_STATUSES:
         response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
@@ -634,7 +653,7 @@ def _responses(operation: Operation) -> dict[str, Any]:
                 "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
             }
         else:
-            responses[str(status)] = _error_response(status)
+            responses[str(status)] = _error_response(status, operation)
     return responses
 
 
@@ -646,7 +665,9 @@ def _operation(operation: Operation) -> dict[str, Any]:
         "tags": list(operation.tags),
         "responses": _responses(operation),
         # No secret: an empty requirement overrides nothing and says "unsigned".
-        "security": [{f"{operation.secret}Timestamp": [], f"{operation.secret}Signature": []}]
+        "security": [
+            {f"{operation.secret}Timestamp": [], f"{operation.secret}Nonce": [], f"{operation.secret}Signature": []}
+        ]
         if operation.secret
         else [],
     }
@@ -668,11 +689,18 @@ def _security_schemes() -> dict[str, Any]:
             "description": f"Unix seconds of the request, within 5 minutes of the server's clock; signed by "
             f"`{secret}Signature` ({variable}, on {where}).",
         }
+        schemes[f"{secret}Nonce"] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Nonce",
+            "description": "A fresh random value per request, 16 to 64 characters of A-Z a-z 0-9 _ -; signed by "
+            f"`{secret}Signature` ({variable}, on {where}).",
+        }
         schemes[f"{secret}Signature"] = {
             "type": "apiKey",
             "in": "header",
             "name": "X-Signature",
-            "description": f"`sha256=<hex>`: the HMAC-SHA256 with {variable}, on {where}. {SIGNING_RULE}",
+            "description": f"`v2=<hex>`: the HMAC-SHA256 with {variable}, on {where}. {SIGNING_RULE}",
         }
     return schemes
 

@@ -52,7 +52,7 @@ PanelAnswer = CartView | OrderView | ServiceStatusView
 
 
 class RenewalsError(Exception):
-    """A refusal with the contract's error code and HTTP status (DESIGN.md §5)."""
+    """A refusal with the contract's error code and HTTP status (docs/api.md, renewals/errors.py)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -213,7 +213,7 @@ class Ingress:
 
     async def renewal(self, username: str) -> RenewalView:
         """The current or latest renewal. A refused press is a closed run of the same workflow id
-        that opened nothing: the renewal shown is the latest one that did (issue 12, item 7)."""
+        that opened nothing: the renewal shown is the latest one that did."""
         handle = self.client.get_workflow_handle_for(RenewalWorkflow.run, workflow_id(username))
         try:
             found: RenewalView = await handle.query(RenewalWorkflow.view, rpc_timeout=RPC_TIMEOUT)

@@ -7,39 +7,54 @@ path to the workflow as the signed API, never a second one.
 
 Server-rendered Jinja2; htmx (a pinned copy in ingress/static/) swaps the cart in place when an
 add-on is added or a code applied, and every form also works as a plain POST + redirect without
-JavaScript. Sign-in is the control panel's signed link (ingress/ui_session.py); every form carries
-the session's CSRF token. With `PANEL_UI_DEV_LOGIN=1` (the local stack only) two more pages: a
-sign-in listing the demo services, and the payments back office registering a payment.
+JavaScript. Sign-in is the control panel's signed link (ingress/ui_session.py), completed by a
+POST from the page it opens, once; sessions live in PostgreSQL until sign-out (db/ui_sessions.py);
+every form carries the session's CSRF token. The forms that change the renewal are rate-limited
+per customer, and a run of wrong discount codes locks the codes for a while (ingress/ratelimit.py).
+Behind https (`PANEL_UI_URL`) the cookies are `__Host-` and Secure, and the pages send HSTS.
+With `PANEL_UI_DEV_LOGIN=1` (the local stack only, loopback) two more pages: a sign-in listing the
+demo services, and the payments back office registering a payment.
 """
 
 import logging
+import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import ValidationError
 
+from db import ui_sessions
 from ingress.operations import Ingress, PanelAnswer, RenewalsError
+from ingress.ratelimit import Lockout, RateLimiter
 from ingress.ui_session import (
+    CLOCK_SKEW_SECONDS,
     LINK_SECONDS,
     SESSION_SECONDS,
     Role,
+    Secrets,
     Session,
     SignInError,
+    accepts_sign_in,
     check_sign_in,
+    digest,
+    new_nonce,
     new_session,
     read_session,
     session_cookie,
     sign_in_link,
+    sign_in_token,
 )
 from ingress.ui_words import (
     ADDON_NAMES,
@@ -52,6 +67,7 @@ from ingress.ui_words import (
     no_button_reason,
     refusal,
 )
+from renewals import errors
 from renewals.config import Settings, load_settings
 from renewals.dates import rome_today
 from renewals.eligibility import last_reactivation_day
@@ -71,9 +87,9 @@ from renewals.views import CartView, OrderView, RenewalView
 HTMX_VERSION = "2.0.11"  # ingress/static/README.md
 ASSET_VERSION = "1"
 HERE = Path(__file__).resolve().parent
-CUSTOMER_COOKIE = "renewals_session"
-BACKOFFICE_COOKIE = "renewals_backoffice"
 MAX_FORM_BYTES = 8 * 1024
+# A year; no includeSubDomains: the ingress cannot know what else runs under the domain.
+HSTS = "max-age=31536000"
 # The pages load only their own files; nothing may frame them or learn their URLs (the sign-in
 # link carries a signature) through a Referer.
 SECURITY_HEADERS = {
@@ -89,9 +105,34 @@ log = logging.getLogger("renewals.ui")
 class Refused(Exception):
     """Answer with a page saying why, instead of the one asked for."""
 
-    def __init__(self, status: int, title: str, message: str, detail: str | None = None) -> None:
+    def __init__(
+        self, status: int, title: str, message: str, detail: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.title, self.message, self.detail = status, title, message, detail
+        self.retry_after = retry_after
+
+
+CookieKind = Literal["customer", "backoffice", "sign_in"]
+
+
+@dataclass(frozen=True)
+class CookieJar:
+    """The pages' cookies. Behind https: `__Host-` names, which a browser keeps only when Secure,
+    Path=/ and without Domain, so neither another host of the domain nor plain http can set or
+    shadow them. On plain http (the local stack on loopback) a browser would drop such a cookie:
+    bare names, each on the narrowest path."""
+
+    https: bool
+
+    def name(self, kind: CookieKind) -> str:
+        bare = {"customer": "renewals_session", "backoffice": "renewals_backoffice", "sign_in": "renewals_sign_in"}
+        return f"__Host-{bare[kind]}" if self.https else bare[kind]
+
+    def path(self, kind: CookieKind) -> str:
+        if self.https:
+            return "/"
+        return {"customer": "/ui", "backoffice": "/ui/dev", "sign_in": "/ui/accesso"}[kind]
 
 
 def is_htmx(request: Request) -> bool:
@@ -99,12 +140,28 @@ def is_htmx(request: Request) -> bool:
 
 
 class Pages:
-    """What every page needs: the operations, the secret, the templates, who is signed in."""
+    """What every page needs: the operations, the secrets, the templates, who is signed in, the
+    per-customer limits."""
 
-    def __init__(self, ingress: Ingress, settings: Settings) -> None:
+    @property
+    def pool(self) -> asyncpg.Pool:
+        # Read when a page is served: the OpenAPI document is built from the routes with no stack.
+        return self.ingress.store.pool
+
+    def __init__(self, ingress: Ingress, settings: Settings, panel_secrets: Sequence[str]) -> None:
         self.ingress = ingress
-        self.secret = settings.panel_secret
+        # During a rotation both values are accepted; the first signs everything new.
+        self.secrets: Secrets = tuple(panel_secrets)
+        self.secret = self.secrets[0]
         self.dev = settings.panel_ui_dev_login
+        self.cookies = CookieJar(https=urlsplit(settings.panel_ui_url).scheme == "https")
+        self.headers = {**SECURITY_HEADERS, **({"Strict-Transport-Security": HSTS} if self.cookies.https else {})}
+        self.limiter = RateLimiter(settings.panel_ui_rate_per_minute / 60, settings.panel_ui_burst)
+        self.codes = Lockout(
+            settings.panel_ui_code_tries,
+            settings.panel_ui_code_window.total_seconds(),
+            settings.panel_ui_code_lockout.total_seconds(),
+        )
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
@@ -141,7 +198,10 @@ class Pages:
             if session.role == "customer":
                 context.setdefault("username", session.subject)
         body = self.templates.get_template(template).render(**context)
-        return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+        return HTMLResponse(body, status_code=status, headers=self.headers)
+
+    def see_other(self, url: str) -> RedirectResponse:
+        return RedirectResponse(url, status_code=303, headers=self.headers)
 
     def refused(self, request: Request, error: Refused, session: Session | None = None) -> HTMLResponse:
         context = {"title": error.title, "message": error.message, "detail": error.detail}
@@ -149,17 +209,51 @@ class Pages:
             # htmx swaps only 2xx answers: show the message in place of the page's content.
             response = self.render("_messaggio.html", 200, session, **context)
             response.headers.update({"HX-Retarget": "#contenuto", "HX-Reswap": "innerHTML"})
-            return response
-        return self.render("messaggio.html", error.status, session, **context)
+        else:
+            response = self.render("messaggio.html", error.status, session, **context)
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
+
+    def set_cookie(self, response: Response, request: Request, kind: CookieKind, value: str, seconds: int) -> None:
+        response.set_cookie(
+            self.cookies.name(kind),
+            value,
+            max_age=seconds,
+            path=self.cookies.path(kind),
+            httponly=True,
+            samesite="strict",
+            # Secure whenever the public URL is https; and on a request a trusted proxy
+            # (INGRESS_TRUSTED_PROXIES) says came over TLS.
+            secure=self.cookies.https or request.url.scheme == "https",
+        )
+
+    def delete_cookie(self, response: Response, kind: CookieKind) -> None:
+        response.delete_cookie(
+            self.cookies.name(kind),
+            path=self.cookies.path(kind),
+            httponly=True,
+            samesite="strict",
+            secure=self.cookies.https,
+        )
 
     # ------------------------------------------------------------------ who is asking
 
-    def session(self, request: Request, role: Role) -> Session | None:
-        cookie = request.cookies.get(CUSTOMER_COOKIE if role == "customer" else BACKOFFICE_COOKIE)
-        return read_session(self.secret, role, cookie, time.time())
+    async def session(self, request: Request, role: Role) -> Session | None:
+        """The signed session the request carries, if it was not ended since (sign-out)."""
+        kind: CookieKind = "customer" if role == "customer" else "backoffice"
+        session = read_session(self.secrets, role, request.cookies.get(self.cookies.name(kind)), time.time())
+        if session is None or not await ui_sessions.session_is_live(self.pool, session.key):
+            return None
+        return session
 
-    def customer(self, request: Request) -> Session:
-        session = self.session(request, "customer")
+    async def start_session(self, role: Role, subject: str) -> Session:
+        session = new_session(role, subject, time.time())
+        await ui_sessions.start_session(self.pool, session.key, role, subject, session.expires)
+        return session
+
+    async def customer(self, request: Request) -> Session:
+        session = await self.session(request, "customer")
         if session is None:
             hint = " In locale: /ui/dev/accesso." if self.dev else ""
             raise Refused(
@@ -170,20 +264,22 @@ class Pages:
             )
         return session
 
+    def throttle(self, session: Session) -> None:
+        """A form that changes the renewal: at most the customer's share (PANEL_UI_RATE_PER_MINUTE)."""
+        wait = self.limiter.retry_after(session.subject)
+        if wait is not None:
+            seconds = math.ceil(wait)
+            raise Refused(
+                429,
+                "Troppe richieste",
+                f"Troppe richieste in poco tempo: riprova tra {seconds} secondi.",
+                retry_after=seconds,
+            )
+
     async def form(self, request: Request, session: Session) -> dict[str, str]:
         """The fields of a url-encoded form, after its CSRF token is checked against the session."""
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-            raise Refused(415, "Richiesta non valida", "Il modulo deve essere inviato come modulo web.")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                raise Refused(413, "Richiesta non valida", "Il modulo inviato è troppo grande.")
-        fields = {
-            name: values[0]
-            for name, values in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
-        }
-        if not session.accepts(self.secret, fields.get("csrf")):
+        fields = await self.fields(request)
+        if not session.accepts(self.secrets, fields.get("csrf")):
             raise Refused(
                 403,
                 "Modulo non valido",
@@ -191,6 +287,20 @@ class Pages:
                 "Ricarica la pagina e riprova.",
             )
         return fields
+
+    async def fields(self, request: Request) -> dict[str, str]:
+        """The fields of a url-encoded form of bounded size."""
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+            raise Refused(415, "Richiesta non valida", "Il modulo deve essere inviato come modulo web.")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise Refused(413, "Richiesta non valida", "Il modulo inviato è troppo grande.")
+        return {
+            name: values[0]
+            for name, values in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
+        }
 
     # ------------------------------------------------------------------ reads through Ingress
 
@@ -210,29 +320,13 @@ class Pages:
         return renewal.cart
 
 
-def set_cookie(response: Response, request: Request, name: str, value: str, path: str) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=SESSION_SECONDS,
-        path=path,
-        httponly=True,
-        samesite="strict",
-        # Behind TLS (a proxy passing the scheme to uvicorn) the cookie is Secure; the local stack is http.
-        secure=request.url.scheme == "https",
-    )
-
-
-def see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
-
-
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
-def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
+def customer_pages(ingress: Ingress, settings: Settings, panel_secrets: Sequence[str] | None = None) -> APIRouter:
     """The /ui/ pages as a router for the ingress's app (ingress/http.py mounts it)."""
-    pages = Pages(ingress, settings)
+    pages = Pages(ingress, settings, panel_secrets or settings.panel_secrets)
+    see_other = pages.see_other
 
     class UiRoute(APIRoute):
         """Refusals and failures of a page answer as a page in Italian, never the API's JSON."""
@@ -244,11 +338,11 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
                 try:
                     return await handler(request)
                 except Refused as error:
-                    return pages.refused(request, error, pages.session(request, "customer"))
+                    return pages.refused(request, error, await pages.session(request, "customer"))
                 except RenewalsError as error:
                     title = "Non trovato" if error.status == 404 else "Operazione non riuscita"
                     failed = Refused(error.status, title, refusal(error.message))
-                    return pages.refused(request, failed, pages.session(request, "customer"))
+                    return pages.refused(request, failed, await pages.session(request, "customer"))
                 except Exception:
                     log.exception("unexpected error on %s %s", request.method, request.url.path)
                     unavailable = Refused(
@@ -274,11 +368,11 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
 
     # ---------------------------------------------------------------- sign-in and out
 
-    @router.get("/accesso")
-    async def sign_in(request: Request) -> Response:
-        query = request.query_params
+    def link_checked(fields: Any) -> tuple[str, str, str]:
+        """The panel's link (u, exp, sig), signed with either secret and unexpired: (username, exp, sig)."""
+        username, expires, signature = fields.get("u"), fields.get("exp"), fields.get("sig")
         try:
-            username = check_sign_in(pages.secret, query.get("u"), query.get("exp"), query.get("sig"), time.time())
+            return check_sign_in(pages.secrets, username, expires, signature, time.time()), expires, signature
         except SignInError as error:
             raise Refused(
                 401,
@@ -287,26 +381,75 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
                 "il link del servizio.",
                 str(error),
             ) from None
-        session = new_session("customer", username, time.time())
-        response = pages.render("accesso.html", 200, session)
-        set_cookie(response, request, CUSTOMER_COOKIE, session_cookie(pages.secret, session), "/ui")
+
+    used_link = Refused(
+        401,
+        "Link di accesso già usato",
+        "Questo link di accesso è già stato usato: ogni link apre una sola sessione. Torna al pannello di "
+        "controllo e premi di nuovo il link del servizio.",
+    )
+
+    @router.get("/accesso")
+    async def sign_in(request: Request) -> Response:
+        """The panel's link opens a page that signs in by POST, bound to a nonce cookie set here: a
+        link opened in another browser (sent by someone else) signs that browser in to nothing."""
+        username, expires, signature = link_checked(request.query_params)
+        if await ui_sessions.link_used(pages.pool, digest(signature)):
+            raise used_link
+        nonce = new_nonce()
+        form = {
+            "u": username,
+            "exp": expires,
+            "sig": signature,
+            "token": sign_in_token(pages.secret, nonce, username, expires, signature),
+        }
+        response = pages.render("accesso.html", 200, None, customer=username, form=form, back=None)
+        pages.set_cookie(response, request, "sign_in", nonce, LINK_SECONDS + CLOCK_SKEW_SECONDS)
+        return response
+
+    @router.post("/accesso")
+    async def sign_in_here(request: Request) -> Response:
+        fields = await pages.fields(request)
+        username, expires, signature = fields.get("u", ""), fields.get("exp", ""), fields.get("sig", "")
+        nonce = request.cookies.get(pages.cookies.name("sign_in"))
+        if not accepts_sign_in(pages.secrets, nonce, fields.get("token"), username, expires, signature):
+            raise Refused(
+                403,
+                "Accesso non completato",
+                "Questo accesso non è stato avviato da questo browser: torna al pannello di controllo e premi "
+                "di nuovo il link del servizio.",
+            )
+        username, expires, signature = link_checked(fields)
+        # Kept until the link could no longer be accepted anyway (its expiry and the clock skew).
+        usable_until = int(expires) + CLOCK_SKEW_SECONDS
+        if not await ui_sessions.use_link(pages.pool, digest(signature), username, usable_until):
+            raise used_link
+        await ui_sessions.forget_expired(pages.pool, time.time())
+        session = await pages.start_session("customer", username)
+        # A redirect, not a page: this POST began on our own site, so the SameSite=Strict cookie
+        # goes with the GET that follows.
+        response = see_other("/ui/")
+        pages.set_cookie(response, request, "customer", session_cookie(pages.secret, session), SESSION_SECONDS)
+        pages.delete_cookie(response, "sign_in")
         return response
 
     @router.post("/esci")
     async def sign_out(request: Request) -> Response:
-        session = pages.customer(request)
+        """Ends the session on the server: a copy of the cookie, anywhere, opens nothing after."""
+        session = await pages.customer(request)
         await pages.form(request, session)
+        await ui_sessions.end_session(pages.pool, session.key)
         response = pages.render(
             "messaggio.html", title="Sei uscito", message="Sessione chiusa.", tone="info", back=None
         )
-        response.delete_cookie(CUSTOMER_COOKIE, path="/ui", httponly=True, samesite="strict")
+        pages.delete_cookie(response, "customer")
         return response
 
     # ---------------------------------------------------------------- home: Stato servizio
 
     @router.get("/")
     async def home(request: Request) -> Response:
-        session = pages.customer(request)
+        session = await pages.customer(request)
         service = await ingress.service(session.subject)
         last_day = last_reactivation_day(service.expires_on, ingress.policy.reactivation_window)
         reason = None
@@ -324,8 +467,9 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
     @router.post("/rinnova")
     async def press(request: Request) -> Response:
         """Rinnova or Riattiva: opens the cart, or returns the one already open (P8)."""
-        session = pages.customer(request)
+        session = await pages.customer(request)
         fields = await pages.form(request, session)
+        pages.throttle(session)
         username = session.subject
         event: PanelEvent
         if fields.get("azione") == "reactivate":
@@ -341,7 +485,7 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
 
     @router.get("/carrello")
     async def cart(request: Request) -> Response:
-        session = pages.customer(request)
+        session = await pages.customer(request)
         renewal = await pages.current(session.subject)
         if renewal is None or renewal.stage == Stage.REFUSED:
             return see_other("/ui/")
@@ -353,17 +497,32 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
         request: Request, event_of: Callable[[str, dict[str, str]], PanelEvent], field: str, done: str
     ) -> Response:
         """One cart change: the new cart in place (htmx) or a redirect to it; a refusal beside its field."""
-        session = pages.customer(request)
+        session = await pages.customer(request)
         fields = await pages.form(request, session)
+        pages.throttle(session)
         error = notice = None
+        status = 422
         changed: PanelAnswer | None = None
-        try:
-            changed = await ingress.panel(event_of(session.subject, fields))
-            notice = done.format(addon_name=ADDON_NAMES.get(fields.get("addon", ""), ""))
-        except ValidationError as invalid:
-            error = field_error(invalid)
-        except RenewalsError as refused:
-            error = refusal(refused.message)
+        codes_locked = pages.codes.locked_for(session.subject) if field == "codice" else None
+        if codes_locked is not None:
+            # A guessing run: refused here, so it never reaches the renewal (nor its budget).
+            error = (
+                "Troppi codici convenzione non validi in poco tempo: potrai provarne un altro tra "
+                f"{math.ceil(codes_locked / 60)} minuti."
+            )
+            status = 429
+        else:
+            try:
+                changed = await ingress.panel(event_of(session.subject, fields))
+                notice = done.format(addon_name=ADDON_NAMES.get(fields.get("addon", ""), ""))
+            except ValidationError as invalid:
+                error = field_error(invalid)
+                if field == "codice":
+                    pages.codes.failed(session.subject)
+            except RenewalsError as refused:
+                error = refusal(refused.message)
+                if field == "codice" and refused.kind == errors.INVALID_REQUEST:
+                    pages.codes.failed(session.subject)
         cart = changed if isinstance(changed, CartView) else await pages.cart(session.subject)
         if cart is None:
             # The renewal has moved on (checked out in another tab, lapsed): show where it is.
@@ -377,7 +536,10 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
             context["code"] = fields.get("codice", "")
         if is_htmx(request):
             return pages.render("_carrello.html", 200, session, **context)
-        return pages.render("carrello.html", 422, session, **context)
+        response = pages.render("carrello.html", status, session, **context)
+        if codes_locked is not None:
+            response.headers["Retry-After"] = str(math.ceil(codes_locked))
+        return response
 
     @router.post("/carrello/aggiungi")
     async def add(request: Request) -> Response:
@@ -411,7 +573,7 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
 
     @router.get("/ordine")
     async def order_form(request: Request) -> Response:
-        session = pages.customer(request)
+        session = await pages.customer(request)
         cart = await pages.cart(session.subject)
         if cart is None:
             return see_other("/ui/rinnovo")
@@ -419,8 +581,9 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
 
     @router.post("/ordine")
     async def checkout(request: Request) -> Response:
-        session = pages.customer(request)
+        session = await pages.customer(request)
         fields = await pages.form(request, session)
+        pages.throttle(session)
         years = fields.get("anni", "")
         method = fields.get("pagamento")
         error = None
@@ -460,7 +623,7 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
 
     @router.get("/ordini/{order_number}")
     async def confirmation(order_number: str, request: Request) -> Response:
-        session = pages.customer(request)
+        session = await pages.customer(request)
         renewal = await pages.current(session.subject)
         # Only the signed-in customer's own order: another's is "not found", never shown.
         if renewal is None or renewal.order is None or renewal.order.order_number != order_number:
@@ -469,7 +632,7 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
 
     @router.get("/rinnovo")
     async def status(request: Request) -> Response:
-        session = pages.customer(request)
+        session = await pages.customer(request)
         return pages.render("stato.html", session=session, renewal=await pages.current(session.subject))
 
     if settings.panel_ui_dev_login:
@@ -477,9 +640,11 @@ def customer_pages(ingress: Ingress, settings: Settings) -> APIRouter:
     return router
 
 
-def pages_for(ingress: Ingress, panel_secret: str) -> APIRouter:
-    """The pages as create_app mounts them: the environment's settings, with the app's panel secret."""
-    return customer_pages(ingress, load_settings(PANEL_SECRET=panel_secret))
+def pages_for(ingress: Ingress, panel_secret: Secrets) -> APIRouter:
+    """The pages as create_app mounts them: the environment's settings, with the app's panel
+    secrets (one, or the current and the previous during a rotation)."""
+    secrets_ = (panel_secret,) if isinstance(panel_secret, str) else tuple(panel_secret)
+    return customer_pages(ingress, load_settings(PANEL_SECRET=",".join(secrets_)), secrets_)
 
 
 # The event's field → what the customer is told about the form field that fed it.
@@ -541,18 +706,18 @@ def add_dev_pages(router: APIRouter, pages: Pages) -> None:
 
     @router.get("/dev/accesso/vai")
     async def dev_sign_in_as(request: Request) -> Response:
-        return see_other(sign_in_link(pages.secret, request.query_params.get("username", ""), time.time()))
+        return pages.see_other(sign_in_link(pages.secret, request.query_params.get("username", ""), time.time()))
 
-    def backoffice(request: Request) -> tuple[Session, bool]:
-        session = pages.session(request, "backoffice")
+    async def backoffice(request: Request) -> tuple[Session, bool]:
+        session = await pages.session(request, "backoffice")
         if session is None:
-            return new_session("backoffice", "backoffice", time.time()), True
+            return await pages.start_session("backoffice", "backoffice"), True
         return session, False
 
-    def payments_page(
+    async def payments_page(
         request: Request, status: int = 200, form: dict[str, str] | None = None, **context: Any
     ) -> Response:
-        session, fresh = backoffice(request)
+        session, fresh = await backoffice(request)
         shown = {
             "ordine": request.query_params.get("ordine", ""),
             "importo": "",
@@ -565,22 +730,25 @@ def add_dev_pages(router: APIRouter, pages: Pages) -> None:
         shown.update(form or {})
         response = pages.render("dev_pagamenti.html", status, session, form=shown, **context)
         if fresh:
-            set_cookie(response, request, BACKOFFICE_COOKIE, session_cookie(pages.secret, session), "/ui/dev")
+            cookie = session_cookie(pages.secret, session)
+            pages.set_cookie(response, request, "backoffice", cookie, SESSION_SECONDS)
         return response
 
     @router.get("/dev/pagamenti")
     async def payments(request: Request) -> Response:
-        return payments_page(request, outcome=None)
+        return await payments_page(request, outcome=None)
 
     @router.post("/dev/pagamenti")
     async def register_payment(request: Request) -> Response:
-        session = pages.session(request, "backoffice")
+        session = await pages.session(request, "backoffice")
         if session is None:
             raise Refused(403, "Modulo non valido", "Apri di nuovo la pagina del back office e riprova.")
         fields = await pages.form(request, session)
         cents = cents_of(fields.get("importo", ""))
         if not cents:
-            return payments_page(request, 422, fields, outcome=None, error="Importo non valido: scrivi ad es. 98,82.")
+            return await payments_page(
+                request, 422, fields, outcome=None, error="Importo non valido: scrivi ad es. 98,82."
+            )
         try:
             event = PaymentRegistered(
                 type="payment_registered",
@@ -593,7 +761,7 @@ def add_dev_pages(router: APIRouter, pages: Pages) -> None:
             )
         except ValidationError as invalid:
             fields_wrong = ", ".join(str(problem["loc"][0]) for problem in invalid.errors())
-            return payments_page(request, 422, fields, outcome=None, error=f"Campi non validi: {fields_wrong}.")
+            return await payments_page(request, 422, fields, outcome=None, error=f"Campi non validi: {fields_wrong}.")
         outcome = await pages.ingress.payment(event)
         # A fresh transaction id for the next one; the order stays for a second (partial) payment.
-        return payments_page(request, 200, {"ordine": event.order_number}, outcome=outcome)
+        return await payments_page(request, 200, {"ordine": event.order_number}, outcome=outcome)

@@ -110,6 +110,13 @@ _REFUSALS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         lambda m: "Il carrello non può più essere modificato: l'ordine è già stato confermato o chiuso.",
     ),
     (
+        re.compile(r"has taken (\d+) cart changes"),
+        lambda m: (
+            f"Il carrello ha raggiunto il numero massimo di modifiche ({m[1]}): conferma l'ordine così "
+            "com'è o contatta l'assistenza."
+        ),
+    ),
+    (
         re.compile(r"no renewal is open"),
         lambda m: "Non c'è un rinnovo in corso: torna alla home e premi Rinnova o Riattiva.",
     ),

@@ -72,10 +72,25 @@ class OrderOwner(Model):
     username: str
     total_cents: int
     paid_cents: int
+    # The order's state in the ledger's tables: 'expired' once lapsed (P3), and its deadline (P12).
+    status: str | None = None
+    due_by: datetime | None = None
 
     @property
     def balance_cents(self) -> int:
         return max(self.total_cents - self.paid_cents, 0)
+
+
+class FindOnTimePayments(Model):
+    """At the deadline: the payments for `order_number` the ledger took by `due_by` that no
+    renewal has settled (P12)."""
+
+    order_number: str
+    due_by: datetime
+
+
+class OnTimePayments(Model):
+    entries: list[PaymentEntry] = []
 
 
 class SettlePayment(Model):

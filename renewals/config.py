@@ -106,12 +106,29 @@ class Settings(BaseSettings):
     # Per username on /panel/events: sustained events per minute, and the burst allowed.
     panel_rate_per_minute: int = Field(120, alias="PANEL_RATE_PER_MINUTE", ge=1)
     panel_burst: int = Field(20, alias="PANEL_BURST", ge=1)
+    # P21: still accept the form signed before it (`sha256=`, which covers neither the method, the
+    # query nor Idempotency-Key) for senders moving to `v2=`. Turn off once the ingress's log has
+    # shown no "accepted a v1" line for a week (panel and payments back office both sign v2); the
+    # release after removes this setting and the v1 code in ingress/signing.py.
+    signing_accept_v1: bool = Field(True, alias="SIGNING_ACCEPT_V1")
     # Renewals kept in the worker's memory between events; beyond it, the least recent is evicted
     # and replayed from history when it next hears of something (bounds RSS with many parked).
     worker_max_cached_workflows: int = Field(500, alias="WORKER_MAX_CACHED_WORKFLOWS", ge=0)
     # The customer's pages (/ui/): a sign-in page listing the demo services and a payments back-office
     # page, for clicking through a renewal on the local stack. Never on in production.
     panel_ui_dev_login: bool = Field(False, alias="PANEL_UI_DEV_LOGIN")
+    # Per signed-in customer on the pages' forms that change the renewal: sustained requests per
+    # minute and the burst allowed (as PANEL_RATE_PER_MINUTE and PANEL_BURST for the panel's API).
+    panel_ui_rate_per_minute: int = Field(30, alias="PANEL_UI_RATE_PER_MINUTE", ge=1)
+    panel_ui_burst: int = Field(20, alias="PANEL_UI_BURST", ge=1)
+    # A code-guessing run: after this many wrong discount codes within the window, the
+    # customer's codes are refused, right or wrong, for the lockout.
+    panel_ui_code_tries: int = Field(5, alias="PANEL_UI_CODE_TRIES", ge=1)
+    panel_ui_code_window: Duration = Field(timedelta(minutes=15), alias="PANEL_UI_CODE_WINDOW")
+    panel_ui_code_lockout: Duration = Field(timedelta(minutes=15), alias="PANEL_UI_CODE_LOCKOUT")
+    # The addresses whose X-Forwarded-Proto and X-Forwarded-For uvicorn believes: the TLS proxy in
+    # front of the ingress (comma-separated addresses or networks; `*` only on a private network).
+    ingress_trusted_proxies: str = Field("127.0.0.1", alias="INGRESS_TRUSTED_PROXIES")
     data_dir: Path = Field(Path("var"), alias="RENEWALS_DATA_DIR")
     mail_sink_dir: Path = Field(Path("var/mail"), alias="MAIL_SINK_DIR")
     reminders: Durations = Field(default_factory=lambda: parse_durations("3d,7d,14d"), alias="RENEWALS_REMINDERS")
@@ -321,13 +338,15 @@ def _secret_problems(name: str, settings: Settings, values: tuple[str, ...]) -> 
 def exposure_problems(settings: Settings) -> list[str]:
     """Why the ingress must not listen on INGRESS_HOST with these secrets: nothing on loopback;
     elsewhere both secrets set, strong (32 bytes, random, no dev or placeholder value) and
-    different. Each problem names the variable and the rule, never the value."""
+    different, and no dev pages. Each problem names the variable and the rule, never the value."""
     if is_loopback(settings.ingress_host):
         return []
     problems = _secret_problems("PANEL_SECRET", settings, settings.panel_secrets)
     problems += _secret_problems("PAYMENTS_SECRET", settings, settings.payments_secrets)
     if set(settings.panel_secrets) & set(settings.payments_secrets):
         problems.append("PANEL_SECRET and PAYMENTS_SECRET must differ (no value in both)")
+    if settings.panel_ui_dev_login:
+        problems.append("PANEL_UI_DEV_LOGIN must be off (its pages sign in as any customer and register payments)")
     return problems
 
 

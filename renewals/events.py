@@ -1,4 +1,4 @@
-"""The wire events of DESIGN.md §5 (`POST /panel/events`, `POST /payments/events`): strict about
+"""The wire events of the contract (docs/api.md: `POST /panel/events`, `POST /payments/events`): strict about
 unknown fields. A cart event is its update's input plus the panel's envelope (`type`, `username`)."""
 
 from typing import Annotated, Literal
@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from renewals.messages import AddAddon, ApplyDiscount, Checkout, PaymentEntry, PaymentFields, RemoveAddon
-from renewals.types import Currency, PaymentMethod, Username, WireModel
+from renewals.types import Currency, PaymentMethod, RegisteredAtOnTheWire, Username, WireModel
 
 
 class RenewRequested(WireModel):
@@ -82,6 +82,7 @@ class PaymentRegistered(PaymentFields, WireModel):
 
     type: Literal["payment_registered"]
     currency: Currency  # required on the wire
+    registered_at: RegisteredAtOnTheWire  # P17: at most REGISTERED_AT_SKEW ahead of our clock
 
     def entry(self, *, by_hand: bool = False) -> PaymentEntry:
         return PaymentEntry(**self.model_dump(exclude={"type"}), by_hand=by_hand)

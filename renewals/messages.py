@@ -33,10 +33,10 @@ class Policy(Model):
     # R6: a card or PayPal order is normally paid at once; the instructions email waits this
     # long for that payment first. (A default, so inputs recorded before it still load.)
     instant_payment_grace: timedelta = timedelta(minutes=15)
-    # R2 (issue 18): the window's last day is the 90th after expiry, not the 89th. Inputs recorded
+    # R2: the window's last day is the 90th after expiry, not the 89th. Inputs recorded
     # before it lack the field and keep the boundary they were started with (no replay changes).
     reactivation_last_day_included: bool = False
-    # P16 (issue 15): an expired service with auto-renew on (its automatic order lapsed) is offered
+    # P16: an expired service with auto-renew on (its automatic order lapsed) is offered
     # Reactivate. Inputs recorded before it lack the field and keep refusing, as they did.
     reactivate_with_auto_renew: bool = False
     # The customer's pages (PANEL_UI_URL): the Reactivate action in a lapsed automatic order's
@@ -120,15 +120,39 @@ class RenewalResult(Model):
 
 
 class Reconcile(Model):
-    """The ledger reconciler's run: rows left `received` longer than `older_than` are re-delivered."""
+    """The ledger reconciler's run: rows left `received` longer than `older_than` are re-delivered,
+    each on its own (I2): one delivery waits at most `row_timeout`; a failed row is tried again
+    after `retry_after`, doubled at each failure up to `retry_after_max`, and is marked stuck for
+    ops after `stuck_after` failures (and still tried)."""
 
     older_than: timedelta = timedelta(minutes=5)
     batch: int = 500
+    row_timeout: timedelta = timedelta(seconds=10)
+    retry_after: timedelta = timedelta(minutes=5)
+    retry_after_max: timedelta = timedelta(hours=1)
+    stuck_after: int = Field(default=5, ge=1)
+
+
+class StuckPayment(Model):
+    """A ledger row the reconciler could not deliver `stuck_after` times: for ops (I2)."""
+
+    transaction_id: str
+    order_number: str
+    amount_cents: int
+    attempts: int
+    last_error: str | None = None
+    stuck_since: datetime
+    next_delivery_at: datetime | None = None
 
 
 class Reconciled(Model):
     found: int
     statuses: dict[str, int] = {}
+    # Deliveries that failed this run (each counted on its row and tried again later).
+    failed: int = 0
+    # Rows marked stuck and still undelivered: how many, and the longest stuck (I2).
+    stuck_total: int = 0
+    stuck: list[StuckPayment] = []
 
 
 class DayRun(Model):

@@ -1,8 +1,8 @@
 """The vocabulary every model shares: the two bases (what travels in histories, what comes off the
-wire), constrained strings, the closed sets of names, the stages of DESIGN.md §4."""
+wire), constrained strings, the closed sets of names, the renewal's stages (docs/rules.md)."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -42,7 +42,7 @@ def _no_control_characters(value: str) -> str:
 
 def _mailable(value: str) -> str:
     # The parser the mailer builds the To header with: an address it refuses would fail every
-    # email of the renewal for ever (issue 12), so import refuses it first.
+    # email of the renewal for ever (P14), so import refuses it first.
     check_address(value)
     return value
 
@@ -70,6 +70,24 @@ def _storable_instant(value: datetime) -> datetime:
 
 RegisteredAt = Annotated[AwareDatetime, AfterValidator(_storable_instant)]
 
+# How far the payments back office's clock may run ahead of ours (P17).
+REGISTERED_AT_SKEW = timedelta(minutes=5)
+
+
+def _not_in_the_future(value: datetime) -> datetime:
+    # The invoice is dated by it (P17): a payment is registered when it happened, not later. Read
+    # only at the edge: a model that travels in histories never asks the clock (replay).
+    if value > datetime.now(UTC) + REGISTERED_AT_SKEW:
+        minutes = int(REGISTERED_AT_SKEW.total_seconds() // 60)
+        raise ValueError(
+            f"must not be more than {minutes} minutes ahead of our clock: the invoice is dated by it (P17)"
+        )
+    return value
+
+
+# What the back office sends: an instant, not in the future (the wire event only, see above).
+RegisteredAtOnTheWire = Annotated[RegisteredAt, AfterValidator(_not_in_the_future)]
+
 
 class Model(BaseModel):
     """A model that may travel in workflow histories: unknown fields are ignored, so histories
@@ -85,7 +103,7 @@ class WireModel(Model):
 
 
 class Stage(StrEnum):
-    """Where a renewal is (DESIGN.md §4); kept in the search attribute RenewalStage."""
+    """Where a renewal is; kept in the search attribute RenewalStage."""
 
     OPENING = "OPENING"
     CART = "CART"

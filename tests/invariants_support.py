@@ -14,7 +14,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from ingress.http import create_app
 from ingress.operations import Ingress
-from ingress.signing import read_payload, signed_headers
+from ingress.signing import signed_headers
 from renewals.messages import Reconcile, Reconciled
 from workflows.reconciler import LedgerReconciler
 
@@ -51,18 +51,17 @@ class Api:
 
     async def panel(self, payload: dict[str, Any], key: str | None = None) -> httpx.Response:
         body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json", **signed_headers(PANEL, int(time.time()), body)}
-        if key is not None:
-            headers["Idempotency-Key"] = key
+        signed = signed_headers(PANEL, "POST", "/panel/events", body, idempotency_key=key)
+        headers = {"Content-Type": "application/json", **signed}
         return await self._timed(self.http.post("/panel/events", content=body, headers=headers))
 
     async def payment(self, payload: dict[str, Any]) -> httpx.Response:
         body = json.dumps(payload, ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json", **signed_headers(PAYMENTS, int(time.time()), body)}
+        headers = {"Content-Type": "application/json", **signed_headers(PAYMENTS, "POST", "/payments/events", body)}
         return await self._timed(self.http.post("/payments/events", content=body, headers=headers))
 
     async def get(self, path: str) -> httpx.Response:
-        headers = signed_headers(PANEL, int(time.time()), read_payload("GET", path))
+        headers = signed_headers(PANEL, "GET", path)
         return await self._timed(self.http.get(path, headers=headers))
 
     async def renewal(self, username: str) -> dict[str, Any]:

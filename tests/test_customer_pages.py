@@ -8,6 +8,7 @@ temporary directory, or to docs/ with `SCREENSHOTS_DIR=docs` (the README shows t
 """
 
 import asyncio
+import itertools
 import os
 import re
 import time
@@ -74,11 +75,27 @@ def fresh(http: httpx.AsyncClient, cookies: dict[str, str] | None = None) -> htt
     return httpx.AsyncClient(transport=http._transport, base_url="http://test", cookies=cookies)
 
 
+def hidden_fields(page: httpx.Response) -> dict[str, str]:
+    return dict(re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', page.text))
+
+
+# Each link signs in once, and two made for one username in the same second are the same link:
+# the tests' links expire one second later each time, as links made a second apart would.
+LINKS_MADE = itertools.count()
+
+
+async def follow_link(client: httpx.AsyncClient, username: str) -> httpx.Response:
+    """As a customer follows the panel's link: its page, then Entra (a POST bound to this browser)."""
+    page = await client.get(sign_in_link(PANEL, username, time.time(), seconds=60 + next(LINKS_MADE) % 240))
+    assert page.status_code == 200, page.text
+    return await client.post("/ui/accesso", data=hidden_fields(page))
+
+
 async def signed_in(http: httpx.AsyncClient, username: str) -> httpx.AsyncClient:
     """A client holding `username`'s session cookie, as after following the panel's link."""
     client = fresh(http)
-    answer = await client.get(sign_in_link(PANEL, username, time.time()))
-    assert answer.status_code == 200, answer.text
+    answer = await follow_link(client, username)
+    assert answer.status_code == 303, answer.text
     return client
 
 
@@ -90,10 +107,9 @@ def csrf_of(page: httpx.Response) -> str:
 
 async def test_sign_in_link_sets_an_httponly_samesite_strict_session(http: httpx.AsyncClient, store: Store) -> None:
     service = await new_service(store)
-    answer = await fresh(http).get(sign_in_link(PANEL, service.username, time.time()))
-    assert answer.status_code == 200
-    cookie = answer.headers["set-cookie"]
-    assert cookie.startswith("renewals_session=")
+    answer = await follow_link(fresh(http), service.username)
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/"
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("renewals_session="))
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
     assert answer.headers["referrer-policy"] == "no-referrer"
     assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
@@ -286,8 +302,9 @@ async def new_page(browser: Any, site: str, *, javascript: bool = True) -> Any:
 
 
 async def sign_in_as(page: Any, username: str) -> None:
-    """As the control panel sends the customer: its signed link, then the home page."""
+    """As the control panel sends the customer: its signed link, Entra, then the home page."""
     await page.goto(sign_in_link(PANEL, username, time.time()))
+    await page.get_by_role("button", name="Entra").click()
     await page.wait_for_url("**/ui/")
 
 
@@ -319,11 +336,13 @@ async def test_r3_r4_r5_r6_r7_the_help_pages_journey_in_the_browser(
     await expect(page.get_by_role("link", name="Accedi come demo-storage75")).to_be_visible()
     await page.get_by_label("Altro username").fill(service.username)
     await page.get_by_role("button", name="Accedi").click()
+    await expect(page.locator("#cliente")).to_have_text(service.username)
+    await page.get_by_role("button", name="Entra").click()
     await page.wait_for_url("**/ui/")
     status = page.get_by_role("region", name="Stato servizio")
     await expect(status).to_contain_text(italian(service.expires_on))
     await expect(status.get_by_role("button", name="Rinnova", exact=True)).to_be_visible()
-    journey.step("sign in: dev page → signed link → home with Rinnova")
+    journey.step("sign in: dev page → signed link → Entra → home with Rinnova")
 
     # 2. Rinnova → the cart: username, expiry, the yellow alert with its estimate.
     await status.get_by_role("button", name="Rinnova", exact=True).click()

@@ -17,7 +17,6 @@ import email.policy
 import json
 import logging
 import re
-import time
 import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,7 +39,7 @@ from activities.mail import Mailer, message_id, one_line
 from activities.store import Store
 from ingress.http import MAX_BODY_BYTES, PANEL_EVENTS, PAYMENT_EVENTS, create_app
 from ingress.operations import Ingress
-from ingress.signing import read_payload, signed_headers
+from ingress.signing import signed_headers
 from renewals.calls import SendEmail
 from renewals.records import ServiceRecord
 from starter import CliError, validate_services
@@ -403,13 +402,14 @@ def runner(loop: asyncio.AbstractEventLoop) -> Callable[[Awaitable[Any]], Any]:
 
 async def post(http: httpx.AsyncClient, path: str, body: bytes, secret: str) -> httpx.Response:
     """POST `body` signed with the endpoint's own secret, as its sender would."""
-    headers = {"Content-Type": "application/json", **signed_headers(secret, int(time.time()), body)}
+    headers = {"Content-Type": "application/json", **signed_headers(secret, "POST", path, body)}
     SENT[path] += 1
     return await http.post(path, content=body, headers=headers)
 
 
 async def signed_get(http: httpx.AsyncClient, path: str) -> httpx.Response:
-    return await http.get(path, headers=signed_headers(PANEL, int(time.time()), read_payload("GET", path)))
+    # The path as httpx puts it on the wire (percent-encoded): what the signature covers (P21).
+    return await http.get(path, headers=signed_headers(PANEL, "GET", httpx.URL(path).raw_path.decode()))
 
 
 def refusal(response: httpx.Response, sent: bytes, statuses: set[int]) -> dict[str, str]:

@@ -19,7 +19,7 @@ from temporalio.service import RPCError
 from activities.store import Store
 from ingress.http import MAX_BODY_BYTES, create_admin_app, create_app
 from ingress.operations import Ingress
-from ingress.signing import read_payload, signed_headers
+from ingress.signing import signed_headers
 from renewals import workflow_id
 from renewals.types import Stage
 from tests.conftest import (
@@ -97,7 +97,7 @@ async def post(
     `headers` replaces the signed ones, so a test can send a tampered or missing signature.
     """
     body = encode(payload)
-    signed = signed_headers(secret, int(time.time()) if timestamp is None else timestamp, body)
+    signed = signed_headers(secret, "POST", path, body, timestamp=timestamp)
     sent = {"Content-Type": "application/json", **(signed if headers is None else headers)}
     return await http.post(path, content=body, headers=sent)
 
@@ -113,7 +113,7 @@ async def pay_http(http: httpx.AsyncClient, order_number: str, amount_cents: int
 
 async def get(http: httpx.AsyncClient, path: str, *, secret: str = PANEL) -> httpx.Response:
     """Reads are signed too, over the method and path."""
-    return await http.get(path, headers=signed_headers(secret, int(time.time()), read_payload("GET", path)))
+    return await http.get(path, headers=signed_headers(secret, "GET", path))
 
 
 def ok(response: httpx.Response) -> dict[str, Any]:
@@ -385,10 +385,10 @@ async def test_400_body_not_json(http: httpx.AsyncClient) -> None:
 async def test_401_bad_signature(http: httpx.AsyncClient, store: Store, env: Any) -> None:
     service = await new_service(store)
     body = encode({"type": "renew_requested", "username": service.username})
-    headers = signed_headers(PANEL, int(time.time()), body)
+    headers = signed_headers(PANEL, "POST", "/panel/events", body)
     tampered = body.replace(service.username.encode(), unique().encode())
     refused(await panel(http, tampered, headers=headers), 401, "bad_signature")
-    headers["X-Signature"] = "sha256=" + "0" * 64
+    headers["X-Signature"] = "v2=" + "0" * 64
     refused(await panel(http, body, headers=headers), 401, "bad_signature")
     # Refused before anything ran: no renewal was opened.
     with pytest.raises(RPCError):
@@ -416,12 +416,15 @@ async def test_401_timestamp_not_unix_seconds(ingress: Ingress) -> None:
 
 
 @pytest.mark.parametrize(
-    "keep", [set(), {"X-Timestamp"}, {"X-Signature"}], ids=["no-headers", "no-signature", "no-timestamp"]
+    "keep",
+    [set(), {"X-Timestamp", "X-Nonce"}, {"X-Signature", "X-Nonce"}, {"X-Timestamp", "X-Signature"}],
+    ids=["no-headers", "no-signature", "no-timestamp", "no-nonce"],
 )
 async def test_401_missing_signature_headers(http: httpx.AsyncClient, store: Store, keep: set[str]) -> None:
     service = await new_service(store)
     body = encode({"type": "renew_requested", "username": service.username})
-    headers = {name: value for name, value in signed_headers(PANEL, int(time.time()), body).items() if name in keep}
+    signed = signed_headers(PANEL, "POST", "/panel/events", body)
+    headers = {name: value for name, value in signed.items() if name in keep}
     refused(await panel(http, body, headers=headers), 401, "bad_signature")
 
 
@@ -605,6 +608,6 @@ async def test_openapi_lists_the_event_endpoints_on_the_admin_app_only(
 
 async def test_401_a_read_signature_is_bound_to_its_path(http: httpx.AsyncClient, store: Store) -> None:
     mine, theirs = await new_service(store), await new_service(store)
-    headers = signed_headers(PANEL, int(time.time()), read_payload("GET", f"/panel/services/{mine.username}"))
+    headers = signed_headers(PANEL, "GET", f"/panel/services/{mine.username}")
     assert (await http.get(f"/panel/services/{mine.username}", headers=headers)).status_code == 200
     refused(await http.get(f"/panel/services/{theirs.username}", headers=headers), 401, "bad_signature")

@@ -562,11 +562,11 @@ def run_machine(loop: asyncio.AbstractEventLoop, env: Any, store: Store, ingress
 
 
 async def test_invariants_hold_under_random_sequences(env, store, ingress, mail_sink, worker) -> None:
-    """`make test`: a fixed seed, 25 sequences of up to 30 steps (about 30 s on 2 cores)."""
+    """`make test`: a fixed seed, 15 sequences of up to 30 steps (about a minute on 2 cores)."""
     run_machine(asyncio.get_running_loop(), env, store, ingress, mail_sink)
     chosen = model_settings(
         derandomize=True,
-        max_examples=int(os.environ.get("MODEL_EXAMPLES", "25")),
+        max_examples=int(os.environ.get("MODEL_EXAMPLES", "15")),
         stateful_step_count=int(os.environ.get("MODEL_STEPS", "30")),
         phases=[Phase.explicit, Phase.generate],
     )

@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 from activities.store import Store
-from db.invoices import invoice_by_number, invoice_of_order, issue_invoice
+from db.invoices import first_possible_day, invoice_by_number, invoice_of_order, issue_invoice
 from ingress.http import create_app
 from ingress.operations import Ingress
-from ingress.signing import read_payload, signed_headers
+from ingress.signing import signed_headers
 from renewals.billing import BillingData
 from renewals.calls import Activate, CreateOrder
 from renewals.config import load_settings
@@ -151,15 +151,28 @@ async def test_p17_concurrent_activations_are_numbered_without_gap_or_repeat(sto
 
 
 async def test_p17_invoice_is_dated_the_rome_day_the_payment_was_registered(store):
-    service, order_number = await awaiting_order(store, company_billing())
     # 23:30 UTC on 31 December is already 1 January in Rome: the invoice is of the new year.
-    registered = datetime(2025, 12, 31, 23, 30, tzinfo=UTC)
-    activation = await store.activate(activate(service, order_number, registered))
+    registered_on = rome_today(datetime(2025, 12, 31, 23, 30, tzinfo=UTC))
+    assert first_possible_day(registered_on, ordered_on=date(2025, 12, 20), today=date(2026, 1, 5)) == date(2026, 1, 1)
+    # Never before its order (a back office date of another year), never after today.
+    assert first_possible_day(date(2001, 1, 1), ordered_on=date(2026, 3, 2), today=date(2026, 3, 5)) == date(2026, 3, 2)
+    assert first_possible_day(date(2026, 3, 9), ordered_on=date(2026, 3, 2), today=date(2026, 3, 5)) == date(2026, 3, 5)
+    # Registered yesterday for an order made last week: yesterday, unless an invoice numbered before
+    # it is dated later (P17: dates follow numbers within a year).
+    service, order_number = await awaiting_order(store, company_billing())
+    await store.pool.execute(
+        "UPDATE orders SET created_at = now() - interval '7 days' WHERE order_number = $1", order_number
+    )
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    last = await store.pool.fetchval(
+        "SELECT issued_on FROM invoices WHERE year = $1 ORDER BY progressive DESC LIMIT 1", rome_today(yesterday).year
+    )
+    activation = await store.activate(activate(service, order_number, yesterday))
     invoice = await invoice_by_number(store.pool, activation.invoice_number or "")
     assert invoice is not None
-    assert (invoice.issued_on, invoice.year) == (date(2026, 1, 1), 2026)
-    assert activation.invoice_number == f"FT-2026-{invoice.progressive:06d}"
-    assert "<Data>2026-01-01</Data>" in (invoice.xml or "")
+    assert invoice.issued_on == max(rome_today(yesterday), last or rome_today(yesterday))
+    assert activation.invoice_number == f"FT-{invoice.year}-{invoice.progressive:06d}"
+    assert f"<Data>{invoice.issued_on.isoformat()}</Data>" in (invoice.xml or "")  # type: ignore[union-attr]
     # A registration dated in the future (a clock ahead) makes an invoice of today, never later.
     service, order_number = await awaiting_order(store, company_billing())
     activation = await store.activate(activate(service, order_number, datetime.now(UTC) + timedelta(days=400)))
@@ -229,7 +242,7 @@ async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def get(http: httpx.AsyncClient, path: str, secret: str = PANEL) -> httpx.Response:
-    return await http.get(path, headers=signed_headers(secret, int(time.time()), read_payload("GET", path)))
+    return await http.get(path, headers=signed_headers(secret, "GET", path))
 
 
 async def test_p17_paid_renewal_invoice_is_emailed_readable_by_panel_and_cli(

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,7 +45,7 @@ from ingress.http import MAX_BODY_BYTES, create_app
 from ingress.openapi import constraints, documented_routes
 from ingress.operations import Ingress
 from ingress.ratelimit import RateLimiter
-from ingress.signing import read_payload, signed_headers
+from ingress.signing import signed_headers
 from renewals.invoice import schema_problems
 from stack.demo import demo_services
 from stack.postgres import free_port
@@ -55,24 +56,28 @@ PAYMENTS = "payments-contract-secret"
 EXAMPLES = int(os.environ.get("CONTRACT_EXAMPLES", "50"))
 
 
+SIGNING_HEADERS = {"x-timestamp", "x-nonce", "x-signature"}
+
+
 class Signed(requests.auth.AuthBase):
-    """Signs each request on the wire, as ingress/signing.py checks it: the exact body bytes sent,
-    or `GET <path>` for a read; the payments secret on /payments/*, the panel secret elsewhere.
+    """Signs each request on the wire, as ingress/signing.py checks it (P21): the method, the path
+    and query as sent, the Idempotency-Key and the exact body bytes; the payments secret on
+    /payments/*, the panel secret elsewhere.
 
     A requests auth runs after the body is serialized, so the signature covers what is sent. A
-    request schemathesis sent without the two headers the security scheme names (negative data,
-    the `ignored_auth` probes) goes unsigned, and must be refused with 401."""
+    request schemathesis sent without the headers the security schemes name (negative data, the
+    `ignored_auth` probes) goes unsigned, and must be refused with 401."""
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if not {"x-timestamp", "x-signature"} <= {name.lower() for name in request.headers}:
+        if not SIGNING_HEADERS <= {name.lower() for name in request.headers}:
             return request
-        path = urlsplit(request.url or "").path
-        secret = PAYMENTS if path.startswith("/payments/") else PANEL
+        target = request.path_url  # the path and query as requests puts them on the wire
+        secret = PAYMENTS if urlsplit(target).path.startswith("/payments/") else PANEL
         body = request.body or b""
         if isinstance(body, str):
             body = body.encode()
-        signed = read_payload("GET", path) if request.method == "GET" else body
-        request.headers.update(signed_headers(secret, int(time.time()), signed))
+        key = request.headers.get("Idempotency-Key")
+        request.headers.update(signed_headers(secret, request.method or "GET", target, body, idempotency_key=key))
         return request
 
 
@@ -103,14 +108,28 @@ def whole_float(value: Any) -> bool:
     return False
 
 
+def in_the_future(value: Any) -> bool:
+    """A `registered_at` more than 5 minutes ahead of our clock: the document says so in words
+    (P17), which JSON Schema cannot check."""
+    if not isinstance(value, dict) or not isinstance(value.get("registered_at"), str):
+        return False
+    try:
+        when = datetime.fromisoformat(value["registered_at"])
+    except ValueError:
+        return False
+    return when.tzinfo is not None and when > datetime.now(UTC) + timedelta(minutes=4)
+
+
 def check(case: schemathesis.Case, base_url: str, session: requests.Session) -> None:
     """One request, signed, and every default check on its answer.
 
-    One deliberate exception: JSON Schema counts 3050.0 as an integer and schemathesis sends it as
-    valid data, while the ingress reads JSON strictly (a float for cents is a 422, tests/
-    test_hostile_input.py): for such a body the answer must be exactly that 422, and
-    positive_data_acceptance alone is set aside."""
-    lenient = case.meta is not None and case.meta.generation.mode.is_positive and whole_float(case.body)
+    Two deliberate exceptions, where valid data by JSON Schema is a 422 by a rule it cannot express:
+    JSON Schema counts 3050.0 as an integer, while the ingress reads JSON strictly (a float for cents
+    is a 422, tests/test_hostile_input.py); and a `registered_at` more than 5 minutes ahead of our
+    clock is refused (P17, the description says so). For such a body the answer must be exactly that
+    422, and positive_data_acceptance alone is set aside."""
+    positive = case.meta is not None and case.meta.generation.mode.is_positive
+    lenient = positive and (whole_float(case.body) or in_the_future(case.body))
     excluded = [positive_data_acceptance] if lenient else []
     response = case.call_and_validate(
         base_url=base_url, session=session, auth=Signed(), timeout=20, excluded_checks=excluded
@@ -213,7 +232,13 @@ async def test_openapi_document_is_valid_openapi_3_1_and_documents_every_route(s
     refusals = {"400", "401", "404", "409", "413", "422", "429", "503"}
     assert responses[("POST", "/panel/events")] == {"200"} | refusals
     assert responses[("POST", "/payments/events")] == {"200"} | refusals - {"404", "429"}
-    assert responses[("GET", "/panel/services/{username}")] == {"200"} | refusals - {"409", "429"}
+    # P21: every signed operation may answer 409, a replay.
+    assert responses[("GET", "/panel/services/{username}")] == {"200"} | refusals - {"429"}
+    for item in document["paths"].values():
+        for operation in item.values():
+            if operation["security"]:
+                replay = operation["responses"]["409"]["content"]["application/json"]["examples"]
+                assert replay["already_received"]["value"]["message"] == "this signed request was already received"
     assert responses[("GET", "/healthz")] == {"200", "503"}
 
 
@@ -277,10 +302,15 @@ async def test_p11_the_payment_schema_says_what_is_checked_and_what_is_kept_as_u
     assert fields["order_number"]["description"].endswith(f"Accepted: {constraints(fields['order_number'])}.")
     signature = document["components"]["securitySchemes"]
     assert document["paths"]["/payments/events"]["post"]["security"] == [
-        {"paymentsTimestamp": [], "paymentsSignature": []}
+        {"paymentsTimestamp": [], "paymentsNonce": [], "paymentsSignature": []}
     ]
-    assert document["paths"]["/panel/events"]["post"]["security"] == [{"panelTimestamp": [], "panelSignature": []}]
-    assert "<timestamp>.GET <path>" in signature["panelSignature"]["description"]
+    assert document["paths"]["/panel/events"]["post"]["security"] == [
+        {"panelTimestamp": [], "panelNonce": [], "panelSignature": []}
+    ]
+    # P21: the string to sign, as the README states it.
+    rule = "<timestamp>\\n<nonce>\\n<METHOD>\\n<path?query>\\n<Idempotency-Key>\\n<raw body>"
+    assert rule in signature["panelSignature"]["description"]
+    assert signature["panelSignature"]["description"].startswith("`v2=<hex>`")
 
 
 # ---------------------------------------------------------------------------- the fuzzer
@@ -311,7 +341,8 @@ def answer_to(document: dict[str, Any], base_url: str, method: str, path: str, *
     operation = schema[path][method]
     # The headers the security scheme names, for Signed to fill in; none on an unsigned operation.
     signed = document["paths"][path][method.lower()]["security"]
-    made = operation.Case(headers={"X-Timestamp": "", "X-Signature": ""} if signed else None, **case)
+    placeholders = {"X-Timestamp": "", "X-Nonce": "", "X-Signature": ""}
+    made = operation.Case(headers=placeholders if signed else None, **case)
     response = made.call(base_url=base_url, auth=Signed(), timeout=20)
     made.validate_response(response, checks=ANSWER_CHECKS)
     return response
@@ -360,7 +391,7 @@ def pay(base_url: str, registered_at: str) -> requests.Response:
         "registered_at": registered_at,
     }
     # Placeholders the signing hook replaces with the real signature (it signs only what asks to be).
-    headers = {"X-Timestamp": "0", "X-Signature": "sha256=0"}
+    headers = {"X-Timestamp": "0", "X-Nonce": "0", "X-Signature": "v2=0"}
     return requests.post(f"{base_url}/payments/events", json=event, auth=Signed(), headers=headers, timeout=20)
 
 

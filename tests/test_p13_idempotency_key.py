@@ -5,7 +5,6 @@ not kept, and a claim whose request died is taken over."""
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +16,7 @@ from activities.store import Store
 from ingress.http import create_app
 from ingress.idempotency import Answer, IdempotencyKeys, KeyRefused, fingerprint
 from ingress.operations import Ingress
-from ingress.signing import read_payload, signed_headers
+from ingress.signing import signed_headers
 from renewals.events import AddonAdded
 from tests.conftest import eventually, new_service
 
@@ -34,9 +33,11 @@ async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
 
 async def event(http: httpx.AsyncClient, payload: dict[str, Any], key: str | bytes | None = None) -> httpx.Response:
     body = json.dumps(payload).encode()
+    # The key is signed as it goes on the wire (P21): a header's bytes, one character each.
+    signed_key = key.decode("latin-1") if isinstance(key, bytes) else key
     headers: dict[str, str | bytes] = {
         "Content-Type": "application/json",
-        **signed_headers(PANEL, int(time.time()), body),
+        **signed_headers(PANEL, "POST", "/panel/events", body, idempotency_key=signed_key),
     }
     if key is not None:
         headers["Idempotency-Key"] = key
@@ -45,7 +46,7 @@ async def event(http: httpx.AsyncClient, payload: dict[str, Any], key: str | byt
 
 async def cart_addons(http: httpx.AsyncClient, username: str) -> list[dict[str, Any]]:
     path = f"/panel/renewals/{username}"
-    response = await http.get(path, headers=signed_headers(PANEL, int(time.time()), read_payload("GET", path)))
+    response = await http.get(path, headers=signed_headers(PANEL, "GET", path))
     assert response.status_code == 200, response.text
     addons: list[dict[str, Any]] = response.json()["cart"]["cart_addons"]
     return addons

@@ -17,7 +17,7 @@ from activities.store import Store
 from ingress.bounds import REQUEST_DEADLINE_SECONDS
 from ingress.http import create_admin_app, create_app
 from ingress.operations import Ingress
-from ingress.signing import read_payload, signed_headers
+from ingress.signing import signed_headers
 from renewals.config import load_settings
 from starter import server_configs
 from tests.conftest import POLICY, eventually, new_service
@@ -72,11 +72,11 @@ def client_of(app: Any) -> httpx.AsyncClient:
 
 
 async def signed_get(http: httpx.AsyncClient, path: str) -> httpx.Response:
-    return await http.get(path, headers=signed_headers(PANEL, int(time.time()), read_payload("GET", path)))
+    return await http.get(path, headers=signed_headers(PANEL, "GET", path))
 
 
 async def signed_post(http: httpx.AsyncClient, path: str, body: bytes) -> httpx.Response:
-    headers = {"Content-Type": "application/json", **signed_headers(PANEL, int(time.time()), body)}
+    headers = {"Content-Type": "application/json", **signed_headers(PANEL, "POST", path, body)}
     return await http.post(path, content=body, headers=headers)
 
 

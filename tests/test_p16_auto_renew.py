@@ -25,7 +25,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.charges import Charges
 from ingress.http import create_app
 from ingress.operations import AUTO_RENEW_OFF, RenewalsError
-from ingress.signing import SignatureError, signed_headers, verify
+from ingress.signing import Received, SignatureError, signed_headers, verify
 from ingress.starts import start_auto_renewal
 from renewals import TASK_QUEUE
 from renewals.calls import SendEmail
@@ -79,13 +79,13 @@ class Receiver:
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
-        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []  # path with query, headers, body
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 status = 500 if len(receiver.requests) <= receiver.failures else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -95,7 +95,7 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/charges"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/charges?from=renewals"
 
     def __enter__(self) -> "Receiver":
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -143,11 +143,24 @@ async def test_p16_card_auto_order_posts_a_signed_charge_request_retried_until_a
         assert (row["attempts"], row["url"], row["method"]) == (2, receiver.url, "card")
         assert row["last_error"] is None and row["amount_cents"] == order["total_cents"]
         assert len(receiver.requests) == 2
-        for headers, body in receiver.requests:
-            verify(PAYMENTS_SECRET, headers["x-timestamp"], headers["x-signature"], body, time.time())
+        # Signed as the ingress verifies (P21): the method, the path and query, the key, the body;
+        # each attempt anew, with the order number as its Idempotency-Key.
+        for path, headers, body in receiver.requests:
+            assert (path, headers["idempotency-key"]) == ("/charges?from=renewals", order["order_number"])
+            received = Received(
+                "POST",
+                path,
+                headers["idempotency-key"],
+                body,
+                headers["x-timestamp"],
+                headers["x-nonce"],
+                headers["x-signature"],
+            )
+            assert verify(PAYMENTS_SECRET, received, time.time()).form == "v2"
             with pytest.raises(SignatureError):
-                verify("another-secret", headers["x-timestamp"], headers["x-signature"], body, time.time())
-        event = json.loads(receiver.requests[-1][1])
+                verify("another-secret", received, time.time())
+        assert len({headers["x-signature"] for _, headers, _ in receiver.requests}) == 2
+        event = json.loads(receiver.requests[-1][2])
         assert event == {
             "type": "charge_requested",
             "order_number": order["order_number"],
@@ -352,7 +365,10 @@ async def test_p16_auto_renew_changed_on_without_a_method_is_a_422(ingress, stor
     transport = httpx.ASGITransport(app=create_app(ingress, "panel-secret-p16", "payments-secret-p16"))
     body = json.dumps({"type": "auto_renew_changed", "username": service.username, "auto_renew": True}).encode()
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        headers = {"Content-Type": "application/json", **signed_headers("panel-secret-p16", int(time.time()), body)}
+        headers = {
+            "Content-Type": "application/json",
+            **signed_headers("panel-secret-p16", "POST", "/panel/events", body),
+        }
         answer = await http.post("/panel/events", content=body, headers=headers)
         assert answer.status_code == 422, answer.text
         assert answer.json()["error"] == "invalid_request"
@@ -362,7 +378,7 @@ async def test_p16_auto_renew_changed_on_without_a_method_is_a_422(ingress, stor
         )
         headers = {
             "Content-Type": "application/json",
-            **signed_headers("panel-secret-p16", int(time.time()), on.encode()),
+            **signed_headers("panel-secret-p16", "POST", "/panel/events", on.encode()),
         }
         answer = await http.post("/panel/events", content=on, headers=headers)
         assert answer.status_code == 200, answer.text

@@ -9,7 +9,6 @@ touch only that test's invoice.
 import asyncio
 import base64
 import os
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ from temporalio.worker import Replayer
 from db import sdi as table
 from db.invoices import invoice_by_number, invoice_of_order
 from ingress.deliveries import Deliveries, DeliveryRefused
-from ingress.signing import read_payload, signed_headers
+from ingress.signing import signed_headers
 from renewals import delivery_id
 from renewals.delivery import DeliveryView
 from renewals.events import CheckoutSubmitted, RenewRequested
@@ -89,7 +88,7 @@ async def listed(env: Any, query: str) -> list[Any]:
 
 async def receipts(sdi: LocalSdi, number: str, secret: str = SDI_PANEL_SECRET) -> httpx.Response:
     path = f"/panel/invoices/{number}/receipts"
-    headers = signed_headers(secret, int(time.time()), read_payload("GET", path))
+    headers = signed_headers(secret, "GET", path)
     async with httpx.AsyncClient(base_url=sdi.ingress_url) as client:
         return await client.get(path, headers=headers)
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.store import Store
 from ingress.http import create_admin_app, create_app
 from ingress.operations import Ingress
-from ingress.signing import read_payload, signed_headers
+from ingress.signing import signed_headers
 from stack.postgres import free_port
 from tests.conftest import ROOT, eventually, new_service
 
@@ -65,9 +64,7 @@ def test_ingress_on_0_0_0_0_with_weak_secrets_exits_with_a_one_line_reason(secre
 
 
 def signed_get(url: str, path: str, secret: str) -> httpx.Response:
-    return httpx.get(
-        url + path, headers=signed_headers(secret, int(time.time()), read_payload("GET", path)), timeout=10
-    )
+    return httpx.get(url + path, headers=signed_headers(secret, "GET", path), timeout=10)
 
 
 async def test_ingress_on_0_0_0_0_with_two_good_secrets_serves_the_api_only_on_its_public_port(
@@ -135,7 +132,7 @@ async def test_ingress_on_0_0_0_0_with_two_good_secrets_serves_the_api_only_on_i
 
 
 async def signed(client: httpx.AsyncClient, path: str, secret: str) -> httpx.Response:
-    return await client.get(path, headers=signed_headers(secret, int(time.time()), read_payload("GET", path)))
+    return await client.get(path, headers=signed_headers(secret, "GET", path))
 
 
 async def test_rotation_the_previous_value_is_accepted_a_removed_one_refused(ingress: Ingress, store: Store):

@@ -168,7 +168,7 @@ class RenewalDriver(threading.Thread):
 
     def post(self, client: httpx.Client, path: str, secret: str, event: dict[str, object]) -> dict[str, object]:
         body = json.dumps(event).encode()
-        headers = {"Content-Type": "application/json", **signed_headers(secret, int(time.time()), body)}
+        headers = {"Content-Type": "application/json", **signed_headers(secret, "POST", path, body)}
         response = client.post(self.base + path, content=body, headers=headers, timeout=30)
         response.raise_for_status()
         with self.progress:

@@ -24,7 +24,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.store import Store
 from ingress.http import create_admin_app, create_app
 from ingress.operations import Ingress
-from ingress.signing import read_payload, signed_headers
+from ingress.signing import signed_headers
 from renewals import workflow_id
 from renewals.config import ConfigurationError, Settings, load_settings
 from renewals.events import CheckoutSubmitted, RenewRequested
@@ -122,8 +122,8 @@ async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
 
 async def signed(http: httpx.AsyncClient, path: str, payload: Any = None, secret: str = PANEL) -> httpx.Response:
     body = b"" if payload is None else json.dumps(payload).encode()
-    signed_over = read_payload("GET", path) if payload is None else body
-    headers = {"Content-Type": "application/json", **signed_headers(secret, int(time.time()), signed_over)}
+    method = "GET" if payload is None else "POST"
+    headers = {"Content-Type": "application/json", **signed_headers(secret, method, path, body)}
     if payload is None:
         return await http.get(path, headers=headers)
     return await http.post(path, content=body, headers=headers)

@@ -1,4 +1,4 @@
-"""The renewal state machine (DESIGN.md §4): cart → order → await payment → activation.
+"""The renewal state machine: cart → order → await payment → activation.
 
 Deterministic: time is `workflow.now()`, every side effect is an activity, every wait a durable
 timer. One state value (`Phase`) says where the renewal is; handlers change it, `run` walks it,
@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         CloseOrder,
         EmailTemplate,
         FindDiscountCode,
+        FindOnTimePayments,
         LoadService,
         SettlePayment,
     )
@@ -55,12 +56,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.bookkeeping import Bookkeeping
     from workflows.state import Phase, refuse
 
-# Renewals started before issue 14 replay their recorded command sequence (tests/histories/);
+# Renewals started before the v2 path replay their recorded command sequence (tests/histories/);
 # those started after record this marker first and take the v2 path (workflows/effects.py):
 # reads as local activities, no redundant search-attribute upsert, emails and ledger writes in
 # the background (P14), overdue reminders coalesced and none past the deadline.
 RENEWAL_V2_PATCH = "renewal-v2"
 INSTANT_PAYMENT_GRACE_PATCH = "instant-payment-grace"
+# P12 at the deadline: before an order lapses, the payments the ledger took in time are applied
+# (renewals that lapsed before this marker replay their close as recorded).
+ON_TIME_PAYMENTS_PATCH = "on-time-payments-at-deadline"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -182,6 +186,7 @@ class RenewalWorkflow(Bookkeeping):
         if automatic and order.method in INSTANT_METHODS:
             reminders = []
         sent = 0
+        ledger_checked = False
         while True:
             await self.effects.drain_outbox()
             if order.is_paid and state.phase == Phase.AWAITING_PAYMENT:
@@ -195,6 +200,10 @@ class RenewalWorkflow(Bookkeeping):
             now = workflow.now()
             step = next_step(reminders, sent, order.due_by, now, coalesce=self.effects.v2)
             if step.action == "lapse":
+                if not ledger_checked and workflow.patched(ON_TIME_PAYMENTS_PATCH):
+                    ledger_checked = True
+                    await self._take_on_time_payments(order)
+                    continue  # paid in time: activated; otherwise it lapses now
                 state.phase = Phase.LAPSING
                 lapse = "the automatic order was not paid by the expiry date (P16)" if automatic else None
                 await self._close(order, Phase.ORDER_EXPIRED, lapse or "payment deadline passed (P3)")
@@ -273,6 +282,7 @@ class RenewalWorkflow(Bookkeeping):
     @workflow.update
     async def open(self, request: OpenRequest) -> CartView:
         """The renew/reactivate press. A second press returns the cart already open (P8)."""
+        self.state.cart_changes += 1
         await workflow.wait_condition(lambda: self.state.phase != Phase.OPENING)
         if self.state.phase == Phase.REFUSED:
             raise refuse(self.state.reason or "refused", self.state.refusal_kind)
@@ -280,6 +290,7 @@ class RenewalWorkflow(Bookkeeping):
 
     @open.validator
     def _validate_open(self, request: OpenRequest) -> None:
+        self.state.require_cart_change_left()
         if self._input.mode == "auto_renew":
             order = self.state.order
             raise refuse(
@@ -292,6 +303,7 @@ class RenewalWorkflow(Bookkeeping):
 
     @workflow.update
     async def add_addon(self, request: AddAddon) -> CartView:
+        self.state.cart_changes += 1
         try:
             self.state.cart = self.state.require_cart().with_addon(request.addon, request.quantity)
         except (ValidationError, ValueError) as error:
@@ -301,19 +313,24 @@ class RenewalWorkflow(Bookkeeping):
 
     @add_addon.validator
     def _validate_add_addon(self, request: AddAddon) -> None:
-        reason = self.state.require_cart_phase().addon_refusal(request.addon, request.quantity)
+        cart = self.state.require_cart_phase()
+        self.state.require_cart_change_left()
+        reason = cart.addon_refusal(request.addon, request.quantity)
         if reason:
             raise refuse(reason, errors.INVALID_REQUEST)
 
     @workflow.update
     async def remove_addon(self, request: RemoveAddon) -> CartView:
+        self.state.cart_changes += 1
         self.state.cart = self.state.require_cart().without_addon(request.addon)
         self._touch(f"removed {request.addon}")
         return self._cart_view()
 
     @remove_addon.validator
     def _validate_remove_addon(self, request: RemoveAddon) -> None:
-        if not self.state.require_cart_phase().has_in_cart(request.addon):
+        cart = self.state.require_cart_phase()
+        self.state.require_cart_change_left()
+        if not cart.has_in_cart(request.addon):
             raise refuse(
                 f"addon {request.addon} is not in the cart; active add-ons renew with the service",
                 errors.INVALID_REQUEST,
@@ -321,6 +338,7 @@ class RenewalWorkflow(Bookkeeping):
 
     @workflow.update
     async def apply_discount(self, request: ApplyDiscount) -> CartView:
+        self.state.cart_changes += 1  # a wrong code too: it was accepted, then refused
         lookup = await self.effects.read(
             Store.find_discount_code,
             FindDiscountCode(code=request.code),
@@ -337,6 +355,7 @@ class RenewalWorkflow(Bookkeeping):
     @apply_discount.validator
     def _validate_apply_discount(self, request: ApplyDiscount) -> None:
         self.state.require_cart_phase()
+        self.state.require_cart_change_left()
 
     # ------------------------------------------------------------------ checkout (R5, R6)
 
@@ -377,6 +396,24 @@ class RenewalWorkflow(Bookkeeping):
     @workflow.update(name=REGISTER_PAYMENT)
     async def register_payment(self, entry: PaymentEntry) -> PaymentOutcome:
         """A payment already written to the ledger; the answer is the order's decision (P5)."""
+        return await self._take_payment(entry)
+
+    async def _take_on_time_payments(self, order: Order) -> None:
+        """P12: the ledger's receipt time decides, not which of the deadline's timer and the
+        delivery comes first. The payments the ledger took by `due_by` that never reached this
+        renewal (a delivery slow, lost, or waiting for the reconciler) are taken as if delivered;
+        while they are looked up the order still takes payments, so none falls between."""
+        found = await self.effects.read(
+            Store.find_on_time_payments,
+            FindOnTimePayments(order_number=order.number, due_by=order.due_by),
+            summary=f"payments for {order.number} received by its deadline (P12)",
+        )
+        for entry in found.entries:
+            await self._take_payment(entry)
+
+    async def _take_payment(self, entry: PaymentEntry) -> PaymentOutcome:
+        """One payment from the ledger, delivered or found there: the order decides (P5, P10-P12),
+        the ledger records the decision."""
         order, state = self.state.order, self.state
         if order is None:
             outcome = without_order(entry)

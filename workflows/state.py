@@ -32,7 +32,7 @@ class Phase(StrEnum):
 
     @property
     def stage(self) -> Stage:
-        """The stage of DESIGN.md §4 that ops and the panel see."""
+        """The stage that ops and the panel see."""
         return _STAGE_OF.get(self) or Stage(self.value)
 
     @property
@@ -47,6 +47,13 @@ _STAGE_OF = {
     Phase.LAPSING: Stage.AWAITING_PAYMENT,
     Phase.CANCELLING: Stage.AWAITING_PAYMENT,
 }
+
+
+# Temporal accepts at most 2,000 updates in one run (history.maxTotalUpdates); a payment refused
+# there is money that cannot activate its order. Cart changes stop at a quarter of it: a customer
+# makes a handful (the pages refuse a guessing run long before), and the other 1,500 stay for what
+# must never be refused (checkout, every payment and its redeliveries, ops' cancel and extend).
+CART_CHANGE_BUDGET = 500
 
 
 def refuse(message: str, kind: str = errors.NOT_ALLOWED) -> ApplicationError:
@@ -65,8 +72,19 @@ class RenewalState:
     last_event: str = "opened"
     # Bumped by every handler that changes what `run` waits for (a cart touch, a payment, a new deadline).
     touched: int = 0
+    # Cart changes accepted (presses of Renew or Reactivate, add-ons, codes tried): see CART_CHANGE_BUDGET.
+    cart_changes: int = 0
 
     # What each operation needs the renewal to be: the rules the validators read.
+
+    def require_cart_change_left(self) -> None:
+        """Refused by a validator, a change is never written to history and never counts against
+        Temporal's cap on a run's updates; accepted, it does, so accepted ones stop at the budget."""
+        if self.cart_changes >= CART_CHANGE_BUDGET:
+            raise refuse(
+                f"this renewal has taken {CART_CHANGE_BUDGET} cart changes, the most one renewal accepts: "
+                "check out the cart as it is, or ask support"
+            )
 
     def require_cart(self) -> Cart:
         if self.cart is None:

@@ -41,4 +41,12 @@ ALTER DEFAULT PRIVILEGES FOR ROLE renewals IN SCHEMA public
   GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO renewals_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO renewals_app;
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO renewals_app;
+-- Issued invoices and the payments ledger are append-only (migrations/008_append_only.sql): the
+-- grant above must not give DELETE back on a volume the migrations have already run on.
+DO $$
+BEGIN
+  IF to_regclass('public.payments') IS NOT NULL THEN REVOKE DELETE, TRUNCATE ON payments FROM renewals_app; END IF;
+  IF to_regclass('public.invoices') IS NOT NULL THEN REVOKE DELETE, TRUNCATE ON invoices FROM renewals_app; END IF;
+END
+$$;
 SQL

@@ -9,12 +9,15 @@ from ingress.ui_session import (
     CLOCK_SKEW_SECONDS,
     LINK_SECONDS,
     SignInError,
+    accepts_sign_in,
     check_sign_in,
+    new_nonce,
     new_session,
     read_session,
     session_cookie,
     sign_in_link,
     sign_in_query,
+    sign_in_token,
 )
 
 SECRET = "panel-unit-secret"
@@ -123,3 +126,24 @@ def test_the_csrf_token_belongs_to_one_session():
     assert not session.accepts(SECRET, None)
     assert not session.accepts(SECRET, "")
     assert not session.accepts("another-secret", session.csrf(SECRET))
+
+
+def test_during_a_rotation_links_sessions_and_tokens_of_either_secret_are_accepted():
+    rotation = ("panel-unit-current", SECRET)
+    query = sign_in_query(SECRET, "demo-active", NOW)
+    assert check_sign_in(rotation, query["u"], query["exp"], query["sig"], NOW) == "demo-active"
+    session = new_session("customer", "demo-active", NOW)
+    assert read_session(rotation, "customer", session_cookie(SECRET, session), NOW) == session
+    assert session.accepts(rotation, session.csrf(SECRET))
+    assert read_session("panel-unit-current", "customer", session_cookie(SECRET, session), NOW) is None
+
+
+def test_the_sign_in_form_is_bound_to_the_nonce_of_the_browser_that_opened_the_link():
+    query = sign_in_query(SECRET, "demo-active", NOW)
+    link = (query["u"], query["exp"], query["sig"])
+    mine, theirs = new_nonce(), new_nonce()
+    token = sign_in_token(SECRET, mine, *link)
+    assert accepts_sign_in(SECRET, mine, token, *link)
+    assert not accepts_sign_in(SECRET, theirs, token, *link)
+    assert not accepts_sign_in(SECRET, None, token, *link)
+    assert not accepts_sign_in(SECRET, mine, token, "demo-other", *link[1:])
