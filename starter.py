@@ -18,6 +18,7 @@
     python starter.py ops extend USERNAME --days N --reason TEXT
     python starter.py ops pay JSON                  register a payment by hand (ledger first)
     python starter.py ops day [--day YYYY-MM-DD]    run a day of the service's year now (notices, automatic orders)
+    python starter.py ops legacy                    open renewals that still need each patch or legacy flag
 
 `event`, `payment`, `status` and `service` go through the HTTP API, signed like the panel's
 requests; `services` and `ops` talk to PostgreSQL and Temporal directly. JSON is an argument,
@@ -308,9 +309,18 @@ def parser() -> argparse.ArgumentParser:
     extend.add_argument("--days", type=int, required=True)
     extend.add_argument("--reason", required=True)
     ops.add_parser("pay", help="register a payment by hand").add_argument("json")
+    ops.add_parser("legacy", help="how many open renewals still need each patch or legacy flag")
     day = ops.add_parser("day", help="run a day of the service's year now: its notices and automatic orders")
     day.add_argument("--day", type=date.fromisoformat, help="YYYY-MM-DD (Rome); today by default")
     return root
+
+
+async def legacy(settings: Settings) -> dict[str, Any]:
+    """docs/evolving-models.md: the open renewals each patch and legacy flag is still kept for."""
+    from ingress.legacy import legacy_report
+    from worker import connect
+
+    return await legacy_report(await connect(settings))
 
 
 async def run_day(settings: Settings, day: date | None) -> dict[str, Any]:
@@ -349,6 +359,8 @@ def run(args: argparse.Namespace, settings: Settings) -> Any:
         return asyncio.run(invoice_ops(settings, args.words, late=args.late, reason=args.reason))
     if args.action == "day":
         return asyncio.run(run_day(settings, args.day))
+    if args.action == "legacy":
+        return asyncio.run(legacy(settings))
     if args.action == "pay":
         try:
             event = TypeAdapter(PaymentRegistered).validate_json(read_json(args.json), strict=True)
