@@ -187,9 +187,8 @@ async def sdi(
 ) -> AsyncIterator[LocalSdi]:
     """The local SdI and the ingress it calls back (`POST /sdi/TrasmissioneFatture`), served by
     uvicorn on a free port in this event loop."""
-    from stack.sdi import start_sdi
-
     from ingress.http import create_app
+    from stack.sdi import start_sdi
 
     port = free_port()
     callback = f"http://127.0.0.1:{port}/sdi/TrasmissioneFatture"
