@@ -441,7 +441,7 @@ class ControlSettings(BaseModel):
     answer_delay: float = Field(default=0.0, ge=0, le=600)
     notify_delay: float = Field(default=0.0, ge=0, le=86400)
     callback_url: str = ""
-    retry_for: float = Field(default=300.0, ge=0, le=86400)  # how long a notification is retried
+    retry_for: float = Field(default=3600.0, ge=0, le=86400)  # how long a notification is retried
 
 
 class SettingsChange(BaseModel):
@@ -478,6 +478,9 @@ class Rule(BaseModel):
         return self
 
 
+CALLBACKS_AT_ONCE = 16
+
+
 def _now() -> str:
     return datetime.now(ROME).isoformat(timespec="milliseconds")
 
@@ -501,6 +504,9 @@ class Simulator:
         self._invoices: set[tuple[str, ...]] = {tuple(key) for key in state.get("invoices", [])}
         self._tasks: set[asyncio.Task[None]] = set()
         self._services: dict[str, Any] = {}
+        # Callbacks in flight at once, as a peer keeps a bounded pool: a burst of files never turns
+        # into hundreds of connections that time out waiting for each other.
+        self._sending: asyncio.Semaphore | None = None
 
     def _save(self) -> None:
         state = {
@@ -624,7 +630,8 @@ class Simulator:
             delay, url, retry_for = self.settings.notify_delay, self.settings.callback_url, self.settings.retry_for
         await asyncio.sleep(delay)
         try:
-            file = self._notification(record, details)
+            # Signing is CPU work: in a thread, so this loop keeps answering and delivering.
+            file = await asyncio.to_thread(self._notification, record, details)
         except Exception as error:  # a bug of ours: shown in /control/notifications, not lost in a task
             with self._lock:
                 record["status"], record["last_error"] = "failed", f"not built: {type(error).__name__}: {error}"
@@ -636,8 +643,11 @@ class Simulator:
             self._save()
         deadline = time.monotonic() + retry_for
         pause = 0.2
+        if self._sending is None:
+            self._sending = asyncio.Semaphore(CALLBACKS_AT_ONCE)
         while True:
-            problem = await self._deliver(url, record, file)
+            async with self._sending:
+                problem = await self._deliver(url, record, file)
             with self._lock:
                 record["attempts"] += 1
                 record["last_error"] = problem
