@@ -35,6 +35,7 @@ from signxml.exceptions import SignXMLException
 from signxml.util import _remove_sig
 
 from renewals.dates import ROME
+from renewals.safe_xml import safe_parser
 
 FATTURAPA_DIR = Path(__file__).resolve().parent / "fatturapa"
 MESSAGES_SCHEMA = FATTURAPA_DIR / "MessaggiTypes_v1.1.xsd"
@@ -134,22 +135,9 @@ class Acceptance(BaseModel):
 # ---------------------------------------------------------------------- safe XML
 
 
-def _parser() -> etree.XMLParser:
-    # No DTD loaded, no entity expanded, nothing fetched, no document deeper or larger than
-    # libxml2's defaults: what arrives here comes from the network.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        huge_tree=False,
-        load_dtd=False,
-        dtd_validation=False,
-        remove_blank_text=False,
-    )
-
-
 def _parse_xml(data: bytes, what: str, refused: type[ValueError]) -> etree._Element:
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, safe_parser())
     except etree.XMLSyntaxError as error:
         raise refused(f"{what} is not well-formed XML: {error}") from None
     if root is None:
@@ -231,7 +219,7 @@ def _verified_document(root: etree._Element, certificate: x509.Certificate) -> e
         verification_time=certificate.not_valid_before_utc,
     )
     try:
-        results = _Verifier().verify(root, x509_cert=certificate, parser=_parser(), expect_config=config)
+        results = _Verifier().verify(root, x509_cert=certificate, parser=safe_parser(), expect_config=config)
     except NotificationRefused:
         raise
     except (SignXMLException, etree.DocumentInvalid, ValueError, KeyError, TypeError) as error:

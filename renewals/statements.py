@@ -23,6 +23,7 @@ from lxml import etree
 from pydantic import BaseModel, ConfigDict
 
 from renewals.dates import ROME
+from renewals.safe_xml import safe_parser
 
 Version = Literal["camt.053.001.02", "camt.053.001.08"]
 VERSIONS: tuple[Version, ...] = ("camt.053.001.02", "camt.053.001.08")
@@ -158,19 +159,6 @@ class StatementFile(BaseModel):
 # ---------------------------------------------------------------------- safe XML
 
 
-def _parser() -> etree.XMLParser:
-    # No DTD loaded, no entity expanded, nothing fetched, libxml2's limits on depth and text size:
-    # a statement comes from a bank's channel, a signed request or a watched directory.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        huge_tree=False,
-        load_dtd=False,
-        dtd_validation=False,
-        remove_blank_text=False,
-    )
-
-
 def _one_line(message: object) -> str:
     return " ".join(str(message).split())
 
@@ -182,7 +170,7 @@ def _parse(data: bytes) -> etree._Element:
     if _DOCTYPE.search(data, 0, root_start.start() if root_start else len(data)):
         raise StatementRefused("statement carries a DOCTYPE: DTDs and entities are refused")
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, safe_parser())
     except etree.XMLSyntaxError as error:
         raise StatementRefused(f"statement is not well-formed XML: {_one_line(error)}") from None
     if root is None:

@@ -3,7 +3,6 @@
 small TrasmissioneFatture endpoint back with signed notifications that `read_notification`
 verifies against the simulator's certificate; its control API steers outcomes and availability."""
 
-import asyncio
 import itertools
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -32,7 +31,7 @@ from renewals.sdicoop import (
 )
 from stack.postgres import free_port
 from stack.sdi import SdiSimulator, ensure_certificate, sign_notification, start_sdi
-from tests.conftest import company_billing
+from tests.conftest import company_billing, eventually
 from tests.unit.test_invoice import SELLER, make_order
 
 DEADLINE = 10.0
@@ -64,19 +63,15 @@ class Receiver:
         """The first callback about `file_name` under `sdi_id` (simulators in other directories
         count their ids from 1 too), waited for with a deadline."""
         stem = file_name.removesuffix(".xml") + "_"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DEADLINE
-        while loop.time() < deadline:
+
+        def found() -> Callback | None:
             with self.lock:
-                found = [
-                    callback
-                    for callback in self.callbacks
-                    if callback.sdi_id == sdi_id and callback.notification_name.startswith(stem)
-                ]
-            if found:
-                return found[0]
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no callback for IdentificativoSdI {sdi_id} within {DEADLINE} s")
+                return next(
+                    (c for c in self.callbacks if c.sdi_id == sdi_id and c.notification_name.startswith(stem)), None
+                )
+
+        callback: Callback = await eventually(found, DEADLINE, f"a callback for IdentificativoSdI {sdi_id}")
+        return callback
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,18 @@ with workflow.unsafe.imports_passed_through():
     from workflows.state import Phase, RenewalState
 
 
+async def wait_for(condition: Callable[[], bool], timeout: timedelta, summary: str) -> bool:
+    """Wait for `condition` at most `timeout` (a durable timer ops see by its summary); False
+    when the time ran out first. The renewal's and the invoice delivery's one way to wait."""
+    if timeout <= timedelta(0):
+        return False
+    try:
+        await workflow.wait_condition(condition, timeout=timeout, timeout_summary=summary)
+        return True
+    except TimeoutError:
+        return False
+
+
 class Bookkeeping:
     def __init__(self, input: RenewalInput) -> None:
         self._input = input
@@ -30,15 +42,7 @@ class Bookkeeping:
     # ------------------------------------------------------------------ time and state
 
     async def _wait(self, condition: Callable[[], bool], timeout: timedelta, summary: str) -> bool:
-        """Wait for `condition` at most `timeout` (a durable timer ops see by its summary); False
-        when the time ran out first."""
-        if timeout <= timedelta(0):
-            return False
-        try:
-            await workflow.wait_condition(condition, timeout=timeout, timeout_summary=summary)
-            return True
-        except TimeoutError:
-            return False
+        return await wait_for(condition, timeout, summary)
 
     def _touched_since(self, seen: int) -> Callable[[], bool]:
         return lambda: self.state.touched != seen

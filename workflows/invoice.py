@@ -21,7 +21,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.mail import Mailer
     from activities.sdi import Sdi
     from renewals import DELIVERY_NOTICE_SIGNAL, DELIVERY_WORKFLOW_TYPE, errors
     from renewals import search_attributes as sa
@@ -43,7 +42,8 @@ with workflow.unsafe.imports_passed_through():
         details,
         rejected_state,
     )
-    from workflows.effects import ACTIVITY_TIMEOUT, EMAIL_TIMEOUT, RETRY
+    from workflows.bookkeeping import wait_for
+    from workflows.effects import ACTIVITY_TIMEOUT, RETRY, Effects
     from workflows.state import refuse
 
 # SdI down for an hour, or answering EI02: every attempt again, at most 5 minutes apart.
@@ -66,6 +66,9 @@ class InvoiceDelivery:
         self._resend: Resend | None = None
         self._closed: str | None = None
         self._alarm_task: asyncio.Task[None] | None = None
+        # The renewal's way to email (keyed once in the mail log; a refused address is recorded,
+        # not retried), awaited in line: the delivery ends once its email is out.
+        self.effects = Effects(on_refused=self._email_refused, on_sent=lambda email: None)
 
     @workflow.run
     async def run(self, input: DeliveryInput) -> DeliveryView:
@@ -108,7 +111,7 @@ class InvoiceDelivery:
                 if not (isinstance(cause, ApplicationError) and cause.type == errors.SDI_IN_DOUBT):
                     raise
                 self._enter("in_doubt", cause.message)
-                force = not await self._wait(
+                force = not await wait_for(
                     self._heard_since(len(self.state.notices)),
                     self._input.policy.in_doubt_wait,
                     f"SdI's word on {self._input.number}, which may have reached it",
@@ -126,7 +129,7 @@ class InvoiceDelivery:
     async def _await_outcome(self) -> Notice:
         """RC, MC or NS; past the time SdI allows, `overdue` (visible) and still waiting."""
         due = workflow.now() + self._input.policy.outcome_within
-        if not await self._wait(lambda: self._outcome is not None, due - workflow.now(), "SdI's outcome"):
+        if not await wait_for(lambda: self._outcome is not None, due - workflow.now(), "SdI's outcome"):
             self._enter("overdue", "no outcome from SdI in the time it allows (P18)")
             await workflow.wait_condition(lambda: self._outcome is not None)
         assert self._outcome is not None
@@ -155,20 +158,10 @@ class InvoiceDelivery:
             order_number=input.order_number,
             invoice_number=input.number,
         )
-        try:
-            await workflow.execute_activity_method(
-                Mailer.send_email,
-                email,
-                start_to_close_timeout=EMAIL_TIMEOUT,
-                heartbeat_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
-                summary=f"email the courtesy copy of {input.number} (MC)",
-            )
-        except ActivityError as error:
-            cause = error.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == errors.MAIL_REJECTED):
-                raise
-            self.state.last_event = f"the MC email was refused: {cause.message}"
+        await self.effects.email(email)
+
+    def _email_refused(self, email: SendEmail, why: str) -> None:
+        self.state.last_event = f"the MC email was refused: {why}"
 
     # ------------------------------------------------------------------ a rejection (NS)
 
@@ -198,7 +191,7 @@ class InvoiceDelivery:
             if wake is None:
                 await workflow.wait_condition(changed)
             else:
-                await self._wait(changed, wake - now, "the louder alert" if loudness == "rejected" else "ops decide")
+                await wait_for(changed, wake - now, "the louder alert" if loudness == "rejected" else "ops decide")
 
     @staticmethod
     def _rejection_words(state: DeliveryState, rejected_at: datetime) -> str:
@@ -213,7 +206,7 @@ class InvoiceDelivery:
     async def _ring_alarm_if_not_accepted(self) -> None:
         accepted: Callable[[], bool] = lambda: self.state.state in FINAL_STATES  # noqa: E731
         wait = alarm_at(self._input) - workflow.now()
-        if await self._wait(accepted, wait, "the 12-day alarm (P18)") or self.state.state in FINAL_STATES:
+        if await wait_for(accepted, wait, "the 12-day alarm (P18)") or self.state.state in FINAL_STATES:
             return
         self.state.alarm = True
         workflow.upsert_search_attributes([sa.SDI_ALARM.value_set(True)])
@@ -282,15 +275,6 @@ class InvoiceDelivery:
         return self.state
 
     # ------------------------------------------------------------------ bookkeeping
-
-    async def _wait(self, condition: Callable[[], bool], timeout: timedelta, summary: str) -> bool:
-        if timeout <= timedelta(0):
-            return condition()
-        try:
-            await workflow.wait_condition(condition, timeout=timeout, timeout_summary=summary)
-            return True
-        except TimeoutError:
-            return False
 
     def _enter(self, state: DeliveryState, event: str | None = None) -> None:
         if state != self.state.state:
