@@ -50,7 +50,6 @@ from functools import cache
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -68,8 +67,8 @@ from signxml import methods
 from signxml.xades import XAdESSigner
 from stdnum.it import codicefiscale, iva
 from zeep.proxy import AsyncServiceProxy
-from zeep.transports import AsyncTransport
 
+from activities.sdi_client import LocalOnlyTransport
 from renewals.invoice import SCHEMA_PATH as FATTURA_SCHEMA
 from renewals.sdicoop import MESSAGES_NS, TRASMISSIONE_FATTURE_WSDL, TYPES_NS
 
@@ -616,7 +615,7 @@ class Simulator:
 
     def _service(self, url: str) -> Any:
         if url not in self._services:
-            transport = _LocalTransport(client=httpx.AsyncClient(timeout=10.0))
+            transport = LocalOnlyTransport(client=httpx.AsyncClient(timeout=10.0))
             transport.wsdl_client.close()
             # The raw answer: any 2xx is a delivery, whatever the body (SdI reads the status).
             settings = zeep.Settings(strict=True, raw_response=True, forbid_dtd=True)
@@ -689,16 +688,6 @@ class Simulator:
         if b"Fault>" in response.content:
             return "SOAP Fault"
         return None
-
-
-class _LocalTransport(AsyncTransport):
-    """zeep's async transport, loading the WSDL from our copies only (nothing is downloaded)."""
-
-    def load(self, url: str) -> bytes:
-        if urlsplit(url).scheme not in ("", "file"):
-            raise zeep.exceptions.TransportError(f"refusing to download {url}")
-        content: bytes = super().load(url)
-        return content
 
 
 async def _body(request: Request, limit: int) -> bytes:
