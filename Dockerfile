@@ -22,13 +22,14 @@ COPY renewals/ renewals/
 COPY db/ db/
 COPY activities/ activities/
 COPY workflows/ workflows/
+COPY client/ client/
 COPY ingress/ ingress/
 COPY stack/ stack/
 COPY migrations/ migrations/
-COPY worker.py starter.py telemetry.py ./
+COPY worker.py starter.py telemetry.py settings.py ./
 # Bytecode for our code, once, as root: the workflow sandbox imports workflows/ afresh for every
 # renewal, and without a .pyc (PYTHONDONTWRITEBYTECODE) each import would compile the source.
-RUN python -m compileall -q renewals db activities workflows ingress stack worker.py starter.py telemetry.py
+RUN python -m compileall -q renewals db activities workflows client ingress stack worker.py starter.py telemetry.py settings.py
 
 RUN groupadd --system --gid 10001 renewals \
     && useradd --system --uid 10001 --gid renewals --no-create-home --shell /usr/sbin/nologin renewals

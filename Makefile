@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run servers stop test lint faults stack-signals contract-soak soak screenshot bench bench-year bench-sdi lock clean
+.PHONY: install run servers stop test lint faults stack-signals contract-soak soak screenshot bench bench-year bench-sdi bench-statements lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,10 @@ install: $(STAMP)
 
 ## The whole system in the foreground: servers, worker, ingress, demo data. Ctrl-C (or SIGTERM,
 ## or closing the terminal) stops it; docs/local-stack.md gives the order and the time limits.
+## Bank statements dropped in var/inbox are imported (P19; PAYMENTS_INBOX_DIR= turns it off).
 run: install
-	PANEL_UI_DEV_LOGIN=$${PANEL_UI_DEV_LOGIN:-1} $(PY) -m stack run
+	PANEL_UI_DEV_LOGIN=$${PANEL_UI_DEV_LOGIN:-1} PAYMENTS_INBOX_DIR=$${PAYMENTS_INBOX_DIR-$${RENEWALS_DATA_DIR:-var}/inbox} \
+		$(PY) -m stack run
 
 ## Just PostgreSQL, the Temporal dev server and the SMTP sink.
 servers: install
@@ -31,7 +33,7 @@ stop: install
 
 lint: install
 	$(PY) -m ruff check .
-	$(PY) -m mypy renewals db activities workflows ingress stack worker.py starter.py telemetry.py
+	$(PY) -m mypy renewals db activities workflows client ingress stack worker.py starter.py telemetry.py settings.py
 
 test: install lint
 	$(PY) -m pytest
@@ -57,7 +59,7 @@ screenshot: install
 	$(PY) -m pip install --quiet -e '.[dev,local,browser]'
 	$(PY) -m stack.screenshot --username $(or $(USERNAME),demo-storage95) --out docs/renewal-ui.png
 
-## The invariants I1–I6 of issue 12 under fresh random sequences for SOAK_MINUTES (20) instead of
+## The invariants I1–I6 (docs/rules.md) under fresh random sequences for SOAK_MINUTES (20) instead of
 ## `make test`'s fixed 25; prints the sequences and steps tried and every violation found.
 soak: install
 	SOAK_MINUTES=$(or $(SOAK_MINUTES),20) $(PY) -m pytest tests/test_invariants_model.py -k soak \
@@ -80,6 +82,13 @@ bench-year: install
 bench-sdi: install
 	$(PY) -m pip install --quiet -e '.[dev,local,bench]'
 	$(PY) -m bench.sdi $(BENCH_ARGS)
+
+## Bank statements (P19): one camt.053 statement of 10,000 entries paying 10,000 orders awaiting payment,
+## on a stack of its own: the time to import it and until the last order is activated.
+## `make bench-statements BENCH_ARGS='--entries 500'` for a quick one.
+bench-statements: install
+	$(PY) -m pip install --quiet -e '.[dev,local,bench]'
+	$(PY) -m bench.statements $(BENCH_ARGS)
 
 ## requirements.lock: the image's dependencies (pyproject.toml's, no extra), pinned with hashes.
 ## Run after changing the dependencies; the Dockerfile installs it with --require-hashes.

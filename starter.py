@@ -19,9 +19,12 @@
     python starter.py ops pay JSON                  register a payment by hand (ledger first)
     python starter.py ops day [--day YYYY-MM-DD]    run a day of the service's year now (notices, automatic orders)
     python starter.py ops legacy                    open renewals that still need each patch or legacy flag
+    python starter.py payments import FILE...       import bank statements (camt.053): one line of counts per file
+    python starter.py payments unmatched            the credits no order was found for, with suggested orders
+    python starter.py payments assign ENTRY ORDER   apply an unmatched credit to an order (once)
 
 `event`, `payment`, `status` and `service` go through the HTTP API, signed like the panel's
-requests; `services` and `ops` talk to PostgreSQL and Temporal directly. JSON is an argument,
+requests; `services`, `ops` and `payments` talk to PostgreSQL and Temporal directly. JSON is an argument,
 `-` for standard input, or `@FILE`. Answers print as JSON (`--pretty` for people); a refusal
 prints its message and exits non-zero.
 """
@@ -43,15 +46,15 @@ import uvicorn
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from activities.store import Store
-from ingress.operations import Ingress, RenewalsError
+from client.renewals import Renewals, RenewalsError
 from ingress.ratelimit import RateLimiter
-from ingress.signing import signed_headers
 from renewals import DAILY_SCHEDULE_ID
-from renewals.config import Settings, load_settings, require_safe_exposure
 from renewals.dates import rome_today
 from renewals.events import PaymentRegistered
 from renewals.messages import DayRun
 from renewals.records import ServiceImport, ServiceRecord
+from renewals.signing import signed_headers
+from settings import Settings, load_settings, require_safe_exposure
 
 
 class CliError(Exception):
@@ -127,7 +130,7 @@ async def read_invoice(settings: Settings, number: str, *, issue: bool = False) 
 async def invoice_ops(settings: Settings, words: list[str], *, late: bool, reason: str | None) -> Any:
     """P18: `invoice NUMBER` (its SdI record), `invoice resend NUMBER [--late]`, `invoice close NUMBER
     --reason TEXT`, `invoice attention` (what needs a person), `invoice send-pending`."""
-    from ingress.deliveries import Deliveries, DeliveryRefused
+    from client.deliveries import Deliveries, DeliveryRefused
     from worker import connect
 
     if len(words) == 1 and words[0] not in ("attention", "send-pending"):
@@ -180,14 +183,14 @@ def signed_request(settings: Settings, method: str, path: str, secret: str, body
 # ---------------------------------------------------------------------- ops (direct)
 
 
-async def with_ingress(settings: Settings, work: Callable[[Ingress], Awaitable[BaseModel]]) -> Any:
+async def with_ingress(settings: Settings, work: Callable[[Renewals], Awaitable[BaseModel]]) -> Any:
     from worker import connect  # the same client settings as the worker
 
     client = await connect(settings)
     store = await Store.connect(settings.database_url, max_size=2)
     try:
         # No HTTP deadline around the CLI's ops: bound each update itself (P14).
-        ingress = Ingress(
+        ingress = Renewals(
             client, store, settings.policy(), settings.temporal_task_queue, update_timeout=timedelta(seconds=15)
         )
         result = await work(ingress)
@@ -262,7 +265,7 @@ def serve(settings: Settings) -> None:
         store = await Store.connect(settings.database_url)
         sdi_cert = settings.sdi_signing_cert.read_bytes() if settings.sdi_signing_cert else None
         public = create_app(
-            Ingress(client, store, settings.policy(), settings.temporal_task_queue, year=settings.year()),
+            Renewals(client, store, settings.policy(), settings.temporal_task_queue, year=settings.year()),
             settings.panel_secrets,
             settings.payments_secrets,
             RateLimiter(settings.panel_rate_per_minute / 60, settings.panel_burst),
@@ -271,6 +274,11 @@ def serve(settings: Settings) -> None:
             sdi_signing_cert=sdi_cert,
             accept_v1_signatures=settings.signing_accept_v1,
         )
+        if settings.panel_ui_dev_login:
+            # The local stack's dev pages (make run): loopback only, require_safe_exposure saw to it.
+            from stack.dev_pages import include as include_dev_pages
+
+            include_dev_pages(public)
         public_config, admin_config = server_configs(settings, public, create_admin_app(public))
         admin_server = _AdminServer(admin_config)
         try:
@@ -312,12 +320,22 @@ def parser() -> argparse.ArgumentParser:
     ops.add_parser("legacy", help="how many open renewals still need each patch or legacy flag")
     day = ops.add_parser("day", help="run a day of the service's year now: its notices and automatic orders")
     day.add_argument("--day", type=date.fromisoformat, help="YYYY-MM-DD (Rome); today by default")
+    payments = commands.add_parser("payments", help="bank statements (P19): import, unmatched credits, assign")
+    statements = payments.add_subparsers(dest="action", required=True)
+    imported = statements.add_parser("import", help="import camt.053 statement files, each once")
+    imported.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    imported.add_argument("--wait", type=float, default=600, help="seconds to wait for each import (default 600)")
+    unmatched = statements.add_parser("unmatched", help="the credits no order was found for, oldest first")
+    unmatched.add_argument("--limit", type=int, default=100)
+    assign = statements.add_parser("assign", help="apply an unmatched credit to an order, once")
+    assign.add_argument("entry", type=int, help="the entry's number, from `payments unmatched`")
+    assign.add_argument("order", help="the order number, FE-<year>-<progressive>")
     return root
 
 
 async def legacy(settings: Settings) -> dict[str, Any]:
     """docs/evolving-models.md: the open renewals each patch and legacy flag is still kept for."""
-    from ingress.legacy import legacy_report
+    from client.legacy import legacy_report
     from worker import connect
 
     return await legacy_report(await connect(settings))
@@ -339,6 +357,58 @@ async def run_day(settings: Settings, day: date | None) -> dict[str, Any]:
     return report.model_dump(mode="json")
 
 
+async def import_statements(settings: Settings, files: list[Path], wait: float) -> str:
+    """P19: each file submitted and waited for; one line per file as it is done. A refused file
+    (not a camt.053 statement, unreadable) is a line too, and the exit status is 1."""
+    from client.statements import StatementRefused, submit_statement
+    from worker import connect
+
+    client = await connect(settings)
+    store = await Store.connect(settings.database_url, max_size=2)
+    refused = 0
+    try:
+        for path in files:
+            try:
+                raw = path.read_bytes()
+                record = await submit_statement(
+                    client,
+                    store.pool,
+                    raw,
+                    "cli",
+                    file_name=path.name,
+                    task_queue=settings.temporal_task_queue,
+                    wait=timedelta(seconds=wait),
+                )
+            except (StatementRefused, OSError) as error:
+                refused += 1
+                print(f"{path}: refused: {error}", flush=True)
+                continue
+            print(f"{path}: {record.line()}", flush=True)
+    finally:
+        await store.close()
+    if refused:
+        raise CliError(f"{refused} of {len(files)} files refused: nothing recorded for them")
+    return ""
+
+
+async def statement_ops(settings: Settings, args: argparse.Namespace) -> Any:
+    """P19: `payments unmatched` (a JSON list) and `payments assign ENTRY ORDER`."""
+    from client.statements import AssignRefused, assign_entry, unmatched_entries
+    from worker import connect
+
+    store = await Store.connect(settings.database_url, max_size=2)
+    try:
+        if args.action == "unmatched":
+            return [entry.model_dump(mode="json") for entry in await unmatched_entries(store.pool, args.limit)]
+        try:
+            assigned = await assign_entry(await connect(settings), store, args.entry, args.order)
+        except AssignRefused as refusal:
+            raise CliError(str(refusal)) from None
+        return assigned.model_dump(mode="json")
+    finally:
+        await store.close()
+
+
 def run(args: argparse.Namespace, settings: Settings) -> Any:
     if args.command == "event":
         return signed_request(settings, "POST", "/panel/events", settings.panel_secrets[0], read_json(args.json))
@@ -357,6 +427,10 @@ def run(args: argparse.Namespace, settings: Settings) -> Any:
         return xml
     if args.command == "invoice":
         return asyncio.run(invoice_ops(settings, args.words, late=args.late, reason=args.reason))
+    if args.command == "payments" and args.action == "import":
+        return asyncio.run(import_statements(settings, args.files, args.wait))
+    if args.command == "payments":
+        return asyncio.run(statement_ops(settings, args))
     if args.action == "day":
         return asyncio.run(run_day(settings, args.day))
     if args.action == "legacy":

@@ -30,7 +30,7 @@ from temporalio.runtime import (
 )
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from renewals.config import Settings, load_settings
+from settings import Settings, load_settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 

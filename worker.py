@@ -11,6 +11,7 @@ import logging
 import signal
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -34,20 +35,25 @@ from temporalio.worker import Worker
 
 from activities.charges import Charges
 from activities.mail import Mailer
-from activities.payments import RECONCILER_UPDATE_TIMEOUT, PaymentDesk
+from activities.payments import Reconciler
 from activities.sdi import Sdi
 from activities.sdi_client import RiceviFileClient
+from activities.statements import StatementDesk, SubmitStatement
 from activities.store import StartDelivery, Store
 from activities.year import StartAutoRenewal, YearDesk
-from ingress.starts import start_auto_renewal, start_invoice_delivery
+from client.payments import RECONCILER_UPDATE_TIMEOUT, PaymentDesk
+from client.starts import start_auto_renewal, start_invoice_delivery
+from client.statements import submit_statement
 from renewals import DAILY_SCHEDULE_ID, RECONCILER_SCHEDULE_ID
-from renewals.config import Settings, load_settings
 from renewals.delivery import DeliveryInput, SdiPolicy
 from renewals.messages import DayRun, Policy, Reconcile
+from renewals.statement_imports import INBOX_SCHEDULE_ID, ImportRecord, ImportSource, InboxScan
+from settings import Settings, load_settings
 from telemetry import ActivityLog, configure_logging, worker_runtime
 from workflows.invoice import InvoiceDelivery
 from workflows.reconciler import LedgerReconciler
 from workflows.renewal import RenewalWorkflow
+from workflows.statements import StatementImport, StatementInbox
 from workflows.year import ServiceYearDay
 
 log = logging.getLogger("renewals.worker")
@@ -77,6 +83,8 @@ def build_worker(
     Every activation starts its invoice's delivery (P18); without `sdi` (no SDI_URL) the delivery
     retries, visibly, until a worker that has one takes it."""
     desk = PaymentDesk(client, store, update_timeout=RECONCILER_UPDATE_TIMEOUT)
+    reconciler = Reconciler(store.ledger, desk)
+    statements = StatementDesk(store.pool, desk, statement_submitter(client, store, task_queue))
     charges = charges or Charges(store.pool, None, "")
     if policy is None or sdi_policy is None:
         settings = load_settings()
@@ -88,9 +96,14 @@ def build_worker(
         client,
         task_queue=task_queue,
         max_cached_workflows=max_cached_workflows,
-        workflows=[RenewalWorkflow, LedgerReconciler, ServiceYearDay, InvoiceDelivery],
+        workflows=[RenewalWorkflow, LedgerReconciler, ServiceYearDay, InvoiceDelivery, StatementImport, StatementInbox],
         activities=[
-            desk.redeliver_stuck_payments,
+            reconciler.redeliver_stuck_payments,
+            statements.record_entries,
+            statements.deliver_payments,
+            statements.finish_import,
+            statements.fail_import,
+            statements.scan_inbox,
             year.send_notices,
             year.start_auto_renewals,
             store.load_service,
@@ -101,6 +114,7 @@ def build_worker(
             store.find_on_time_payments,
             store.close_order,
             store.change_due_by,
+            store.change_method,
             mailer.send_email,
             charges.request_charge,
             sdi.transmit,
@@ -125,6 +139,29 @@ async def ensure_reconciler_schedule(client: Client, task_queue: str, every: tim
         await client.create_schedule(RECONCILER_SCHEDULE_ID, schedule)
     except ScheduleAlreadyRunningError:
         pass
+
+
+async def ensure_inbox_schedule(client: Client, task_queue: str, settings: Settings) -> None:
+    """P19: the look at PAYMENTS_INBOX_DIR every PAYMENTS_INBOX_EVERY (runs never overlap); unset,
+    this worker leaves the Schedule alone. A worker that finds it brings it to its settings."""
+    if settings.payments_inbox_dir is None:
+        return
+    scan = InboxScan(directory=str(settings.payments_inbox_dir.resolve()))
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(StatementInbox.run, scan, id=INBOX_SCHEDULE_ID, task_queue=task_queue),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.payments_inbox_every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    await create_or_update_schedule(client, INBOX_SCHEDULE_ID, schedule)
+
+
+def statement_submitter(client: Client, store: Store, task_queue: str) -> SubmitStatement:
+    """The inbox's submission of a statement (P19): stored and its import started, not waited for."""
+
+    async def submit(raw: bytes, source: ImportSource, file_name: str | None) -> ImportRecord:
+        return await submit_statement(client, store.pool, raw, source, file_name=file_name, task_queue=task_queue)
+
+    return submit
 
 
 def auto_renewal_starter(client: Client, task_queue: str, policy: Policy) -> StartAutoRenewal:
@@ -165,16 +202,22 @@ async def ensure_daily_schedule(client: Client, task_queue: str, settings: Setti
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ALL, catchup_window=DAILY_CATCHUP),
     )
+    await create_or_update_schedule(client, DAILY_SCHEDULE_ID, schedule, trigger_immediately=run_today)
+
+
+async def create_or_update_schedule(client: Client, schedule_id: str, schedule: Schedule, **create: Any) -> None:
+    """Create the Schedule, or bring the one found to `schedule`. The environment is the truth: each
+    worker brings it to its settings (its time, its runs' input), keeping its state: one ops paused
+    stays paused."""
     try:
-        await client.create_schedule(DAILY_SCHEDULE_ID, schedule, trigger_immediately=run_today)
+        await client.create_schedule(schedule_id, schedule, **create)
     except ScheduleAlreadyRunningError:
-        # The environment is the truth: each worker brings the Schedule to its settings (its
-        # time, the notice days in its runs' input), keeping its state: one ops paused stays paused.
+
         async def to_settings(found: ScheduleUpdateInput) -> ScheduleUpdate:
             schedule.state = found.description.schedule.state
             return ScheduleUpdate(schedule=schedule)
 
-        await client.get_schedule_handle(DAILY_SCHEDULE_ID).update(to_settings)
+        await client.get_schedule_handle(schedule_id).update(to_settings)
 
 
 def sdi_client(settings: Settings) -> RiceviFileClient | None:
@@ -227,7 +270,9 @@ async def main() -> None:
     configure_logging(settings)
     client = await connect(settings, worker_runtime(settings))
     store = await Store.connect(settings.database_url, seller=settings.seller())
-    mailer = Mailer(store, settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+    mailer = Mailer(
+        store, settings.smtp_host, settings.smtp_port, settings.smtp_sender, link_secret=settings.panel_secrets[0]
+    )
     # P16: a card or PayPal automatic order's charge request, signed with the current PAYMENTS_SECRET.
     charges = Charges(store.pool, settings.payments_webhook_url, settings.payments_secrets[0])
     sdi = Sdi(store.pool, sdi_client(settings), store.seller)
@@ -242,6 +287,7 @@ async def main() -> None:
         sdi_policy=settings.sdi_policy(),
     )
     await ensure_reconciler_schedule(client, settings.temporal_task_queue, settings.reconcile_every)
+    await ensure_inbox_schedule(client, settings.temporal_task_queue, settings)
     if settings.daily_at != "off":
         await ensure_daily_schedule(client, settings.temporal_task_queue, settings)
     stop = asyncio.Event()

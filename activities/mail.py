@@ -22,6 +22,7 @@ from renewals import errors
 from renewals.calls import EmailSent, SendEmail
 from renewals.courtesy_copy import courtesy_file_name, courtesy_pdf
 from renewals.dates import ROME, last_day_to_pay
+from renewals.links import signed_link
 from renewals.mailbox import one_line, recipient, sendable
 from renewals.payments import instructions
 from renewals.pricing import euro
@@ -171,8 +172,10 @@ class SmtpConnections:
 class Mailer:
     """SMTP delivery with the email log in PostgreSQL; built once in worker.py."""
 
-    def __init__(self, store: Store, host: str, port: int, sender: str) -> None:
+    def __init__(self, store: Store, host: str, port: int, sender: str, *, link_secret: str | None = None) -> None:
         self.store = store
+        # P20: signs an email's link to the customer's own page (renewals/links.py); None: unsigned.
+        self.link_secret = link_secret
         self.host = host
         self.port = port
         self.sender = sender
@@ -180,6 +183,9 @@ class Mailer:
 
     @activity.defn
     async def send_email(self, request: SendEmail) -> EmailSent:
+        if request.link_until is not None and request.action_url and self.link_secret:
+            link = signed_link(self.link_secret, request.action_url, request.username, request.link_until)
+            request = request.model_copy(update={"action_url": link})
         subject, body = render(request)
         mid = message_id(request.key)
         status = await self.store.mail_log.claim(

@@ -1,4 +1,4 @@
-"""The load: renewals through `ingress.operations.Ingress` (the one mapping from events to
+"""The load: renewals through `client.renewals.Renewals` (the one mapping from events to
 workflow operations, as the HTTP app uses it), the floor through the same client calls, and the
 shapes of load the bench needs — closed loop at a concurrency, open loop at a rate, park and pay.
 """
@@ -18,7 +18,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from activities.store import Store
 from bench.floor import FloorWorkflow
 from bench.floor_activities import FLOOR_TASK_QUEUE, FloorInput, Step
-from ingress.operations import Ingress
+from client.renewals import Renewals
 from renewals import search_attributes as sa
 from renewals import workflow_id
 from renewals.dates import rome_today
@@ -103,7 +103,7 @@ class Driver:
         self.client = client
         self.store = store
         self.policy = policy
-        self.ingress = Ingress(client, store, policy, task_queue)
+        self.ingress = Renewals(client, store, policy, task_queue)
         self.run_id = uuid.uuid4().hex[:6]
         self._serial = 0
 

@@ -180,7 +180,7 @@ async def main() -> None:
 
     from activities.mail import Mailer
     from activities.store import Store
-    from renewals.config import load_settings
+    from settings import load_settings
     from worker import build_worker, connect
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

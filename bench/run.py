@@ -32,7 +32,7 @@ from bench.drive import Driver, Run, closed_loop, history_counts, open_loop, par
 from bench.pgwire import WireCounter
 from bench.stack import ROOT, BenchStack, pss_bytes, rss_bytes
 from renewals import workflow_id
-from renewals.config import load_settings
+from settings import load_settings
 from stack.temporal import SQLITE_PRAGMAS
 from worker import connect
 

@@ -24,11 +24,11 @@ import asyncpg
 
 from bench.run import RESULTS, machine_meta
 from bench.stack import BenchStack, rss_bytes, save_results
+from client.deliveries import Deliveries
 from db.invoices import issue_invoice
-from ingress.deliveries import Deliveries
 from renewals import TASK_QUEUE
 from renewals.billing import BillingData
-from renewals.config import load_settings
+from settings import load_settings
 from stack.postgres import free_port
 from stack.temporal import SQLITE_PRAGMAS
 from worker import connect

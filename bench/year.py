@@ -25,8 +25,8 @@ from bench.run import RESULTS, machine_meta, reset_statements, statements_run
 from bench.stack import BenchStack, rss_bytes, save_results
 from db.year import DUE_PAGE
 from renewals import TASK_QUEUE
-from renewals.config import load_settings
 from renewals.messages import DayReport, DayRun
+from settings import load_settings
 from stack.temporal import SQLITE_PRAGMAS
 from worker import connect
 from workflows.year import ServiceYearDay

@@ -10,8 +10,8 @@ activation commits, so concurrent activations take their numbers one after anoth
 transaction that rolls back (a crash, a lost connection) gives its number back with everything
 else. A sequence would not do: its values are spent even when the transaction rolls back.
 
-Idempotent per order: the caller holds the order's row lock (`Store.activate` selects it FOR UPDATE)
-and an order with an invoice gets the same one back, without taking a number.
+Idempotent per order: the caller holds the order's row lock (`activate` in db/orders.py selects it
+FOR UPDATE) and an order with an invoice gets the same one back, without taking a number.
 
 Numbers and dates keep one order within a year (P17): an invoice is dated the Rome day its payment
 was registered, but never before its order was made, never after today, and never before the last

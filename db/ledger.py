@@ -1,6 +1,6 @@
 """The payments ledger (P11): every payment written before any renewal hears of it; what the
 ingress, the reconciler and a renewal at its deadline read back; the reconciler's bookkeeping of
-each row's delivery (I2). Which status a payment gets is the renewal's decision."""
+each row's delivery (I2). Which status a payment gets is the renewal's decision (`settle` records it)."""
 
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,6 +10,7 @@ import asyncpg
 from db.audit import audit
 from renewals.calls import OrderOwner
 from renewals.messages import PaymentEntry, StuckPayment
+from renewals.views import PaymentOutcome
 
 
 class TransactionConflict(Exception):
@@ -101,6 +102,50 @@ class Ledger:
                 conn, username or "", order_number, "payment_unmatched", transaction_id=transaction_id, note=note
             )
             return True
+
+    async def settle(self, entry: PaymentEntry, outcome: PaymentOutcome) -> None:
+        """Record what P5 decided for a payment (the renewal's `settle_payment`), with the order's
+        count of what is paid; the same settlement twice changes nothing."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            settled = await conn.fetchval(
+                """
+                INSERT INTO payments (transaction_id, order_number, amount_cents, currency, method,
+                    registered_at, by_hand, status, refund_cents, settled_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+                ON CONFLICT (transaction_id) DO UPDATE
+                    SET status = EXCLUDED.status, refund_cents = EXCLUDED.refund_cents,
+                        note = $10, settled_at = now()
+                    WHERE payments.status = 'received'
+                RETURNING 1
+                """,
+                *ledger_values(entry),
+                outcome.status,
+                outcome.refund_cents,
+                outcome.note,
+            )
+            if not settled:
+                return
+            # The renewal's own count of what is paid: the one source the ingress reads back.
+            username = await conn.fetchval(
+                """
+                UPDATE orders SET paid_cents = greatest(paid_cents, $2)
+                WHERE order_number = $1 RETURNING username
+                """,
+                entry.order_number,
+                outcome.paid_cents if outcome.status in ("applied", "partial", "overpaid") else 0,
+            )
+            await audit(
+                conn,
+                username,
+                entry.order_number,
+                "payment_" + outcome.status,
+                transaction_id=entry.transaction_id,
+                amount_cents=entry.amount_cents,
+                paid_cents=outcome.paid_cents,
+                refund_cents=outcome.refund_cents,
+                by_hand=entry.by_hand,
+                note=outcome.note,
+            )
 
     async def order_owner(self, order_number: str) -> OrderOwner | None:
         """Whose order a payment quotes, and what its renewal last recorded as paid; None if unknown."""

@@ -1,12 +1,15 @@
-"""Service records as provisioning describes them (`services import`), and the price list."""
+"""Service records as provisioning describes them (`services import`), a renewal's extension of
+one (R7), the price list and its discount codes."""
 
 from collections.abc import Sequence
+from datetime import date
 
 import asyncpg
 
 from db.audit import audit
 from renewals.billing import BillingData
-from renewals.records import AddonQuantity, PriceList, Product, ServiceRecord
+from renewals.dates import add_years
+from renewals.records import AddonQuantity, DiscountCode, PriceList, Product, ServiceRecord
 
 
 class Services:
@@ -86,17 +89,19 @@ class Services:
             billing=billing,
         )
 
-    async def set_auto_renew(self, username: str, on: bool, method: str | None) -> None:
-        """The panel's auto-renew switch (P16): on with its method, or off (the method is kept)."""
+    async def set_auto_renew(self, username: str, on: bool, method: str | None, years: int | None = None) -> None:
+        """The auto-renew switch (P16): on with its method and, if given, its term; or off (the
+        method and term are kept)."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE services SET auto_renew = $2, auto_renew_method = coalesce($3, auto_renew_method),"
-                " updated_at = now() WHERE username = $1",
+                " auto_renew_years = coalesce($4, auto_renew_years), updated_at = now() WHERE username = $1",
                 username,
                 on,
                 method,
+                years,
             )
-            await audit(conn, username, None, "auto_renew_changed", auto_renew=on, method=method)
+            await audit(conn, username, None, "auto_renew_changed", auto_renew=on, method=method, years=years)
 
     async def awaiting_order(self, username: str, modes: Sequence[str]) -> str | None:
         """The service's order of one of `modes` awaiting payment, if any (the newest)."""
@@ -108,6 +113,43 @@ class Services:
         )
         return found
 
+    async def holder(self, username: str) -> tuple[str, str]:
+        """The holder's name and email address (an invoice's delivery, P18)."""
+        row = await self.pool.fetchrow("SELECT holder_name, holder_email FROM services WHERE username = $1", username)
+        if row is None:
+            raise LookupError(f"no service with username {username!r}")
+        return row["holder_name"], row["holder_email"]
+
     async def price_list(self) -> PriceList:
         rows = await self.pool.fetch("SELECT * FROM products")
         return PriceList(products={row["product"]: Product(**dict(row)) for row in rows})
+
+    async def discount_code(self, code: str) -> DiscountCode | None:
+        """The discount code, matched without regard to case."""
+        row = await self.pool.fetchrow("SELECT * FROM discount_codes WHERE upper(code) = upper($1)", code)
+        return DiscountCode(**dict(row)) if row else None
+
+
+async def extend_service(
+    conn: asyncpg.Connection, username: str, years: int, addons: Sequence[AddonQuantity]
+) -> tuple[date, date]:
+    """R7 in the caller's transaction (the activation, db/orders.py): the expiry extended by
+    `years` from the old one under the service's row lock, the add-ons renewed, the auto-renew
+    term set (R5). Returns the old expiry and the new one."""
+    previous: date = await conn.fetchval("SELECT expires_on FROM services WHERE username = $1 FOR UPDATE", username)
+    new = add_years(previous, years)
+    await conn.execute(
+        "UPDATE services SET expires_on = $2, auto_renew_years = $3, updated_at = now() WHERE username = $1",
+        username,
+        new,
+        years,
+    )
+    await conn.executemany(
+        """
+        INSERT INTO service_addons (username, addon, quantity) VALUES ($1, $2, $3)
+        ON CONFLICT (username, addon)
+            DO UPDATE SET quantity = service_addons.quantity + EXCLUDED.quantity
+        """,
+        [(username, line.addon, line.quantity) for line in addons],
+    )
+    return previous, new

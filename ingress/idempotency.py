@@ -6,7 +6,8 @@ requests with the same key only one runs; the other is told to retry (409). The 
 with the key; a retry replays it. A key reused with another request is refused (422). An answer
 we could not give (a 5xx: Temporal or PostgreSQL did not answer) is not kept: the claim is let
 go, so the panel's retry runs the event. A claim whose holder died is taken over after
-`CLAIM_LEASE`. This module owns the `idempotency_keys` table (migrations/003_idempotency.sql).
+`CLAIM_LEASE`. The rows and their SQL are db/idempotency.py's; ingress/api/panel.py answers the
+panel event through `IdempotencyKeys.answer_once` when it carries the header.
 """
 
 import asyncio
@@ -21,9 +22,12 @@ from datetime import timedelta
 
 import asyncpg
 
+from db import idempotency as table
+from renewals.signing import IDEMPOTENCY_HEADER
+
 log = logging.getLogger("renewals.ingress")
 
-HEADER = "Idempotency-Key"
+HEADER = IDEMPOTENCY_HEADER
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 # Printable ASCII, as HTTP headers carry it; at most 255 characters.
@@ -32,30 +36,6 @@ _KEY = re.compile(r"^[\x20-\x7e]{1," + str(MAX_KEY_LENGTH) + r"}\Z")
 # longer than any request may run (bounds.REQUEST_DEADLINE_SECONDS), so never a live one.
 CLAIM_LEASE = timedelta(seconds=60)
 PURGE_EVERY_SECONDS = 600.0
-
-_CLAIM = """
-INSERT INTO idempotency_keys (username, idempotency_key, request_sha256, claim)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (username, idempotency_key) DO UPDATE
-    SET request_sha256 = EXCLUDED.request_sha256, claim = EXCLUDED.claim, claimed_at = now(),
-        status_code = NULL, answer = NULL, answered_at = NULL
-    WHERE idempotency_keys.claimed_at < now() - $5::interval
-       OR (idempotency_keys.status_code IS NULL AND idempotency_keys.claimed_at < now() - $6::interval)
-RETURNING claim
-"""
-_FIRST = """
-SELECT request_sha256, status_code, answer FROM idempotency_keys
-WHERE username = $1 AND idempotency_key = $2
-"""
-_ANSWER = """
-UPDATE idempotency_keys SET status_code = $4, answer = $5, answered_at = now()
-WHERE username = $1 AND idempotency_key = $2 AND claim = $3 AND status_code IS NULL
-"""
-_RELEASE = """
-DELETE FROM idempotency_keys
-WHERE username = $1 AND idempotency_key = $2 AND claim = $3 AND status_code IS NULL
-"""
-_PURGE = "DELETE FROM idempotency_keys WHERE claimed_at < now() - $1::interval"
 
 
 class KeyRefused(Exception):
@@ -101,8 +81,7 @@ class IdempotencyKeys:
         check_key(key)
         digest = fingerprint(request)
         claim = uuid.uuid4()
-        claimed = await self.pool.fetchval(_CLAIM, username, key, digest, claim, self.ttl, CLAIM_LEASE)
-        if claimed is None:
+        if not await table.claim(self.pool, username, key, digest, claim, self.ttl, CLAIM_LEASE):
             return await self._first(username, key, digest)
         await self._purge_now_and_then()
         try:
@@ -114,22 +93,22 @@ class IdempotencyKeys:
         if answer.status >= 500:
             self._release_later(username, key, claim)
             return answer
-        await self.pool.execute(_ANSWER, username, key, claim, answer.status, answer.body.decode())
+        await table.answer(self.pool, username, key, claim, answer.status, answer.body.decode())
         return answer
 
     async def _first(self, username: str, key: str, digest: str) -> Answer:
-        row = await self.pool.fetchrow(_FIRST, username, key)
-        if row is not None and row["request_sha256"] != digest:
+        row = await table.first(self.pool, username, key)
+        if row is not None and row.request_sha256 != digest:
             raise KeyRefused(
                 422,
                 f"{HEADER} {key!r} was already used for another request of {username} within the last "
                 f"{_hours(self.ttl)}; use a new key for a new request",
             )
-        if row is None or row["status_code"] is None:
+        if row is None or row.status is None or row.answer is None:
             raise KeyRefused(
                 409, f"a request with {HEADER} {key!r} is still being answered; retry shortly", retry_after=1
             )
-        return Answer(row["status_code"], row["answer"].encode(), replayed=True)
+        return Answer(row.status, row.answer.encode(), replayed=True)
 
     def _release_later(self, username: str, key: str, claim: uuid.UUID) -> None:
         task = asyncio.get_running_loop().create_task(self._release(username, key, claim))
@@ -139,7 +118,7 @@ class IdempotencyKeys:
     async def _release(self, username: str, key: str, claim: uuid.UUID) -> None:
         try:
             async with asyncio.timeout(CLAIM_LEASE.total_seconds()):
-                await self.pool.execute(_RELEASE, username, key, claim)
+                await table.release(self.pool, username, key, claim)
         except Exception:  # noqa: BLE001 - the lease frees the claim anyway
             log.warning("could not release %s %r of %s; its lease will", HEADER, key, username, exc_info=True)
 
@@ -147,7 +126,7 @@ class IdempotencyKeys:
         now = time.monotonic()
         if now - self._last_purge >= PURGE_EVERY_SECONDS:
             self._last_purge = now
-            await self.pool.execute(_PURGE, self.ttl)
+            await table.purge(self.pool, self.ttl)
 
 
 def _hours(ttl: timedelta) -> str:

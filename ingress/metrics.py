@@ -1,8 +1,7 @@
 """The ingress's Prometheus metrics, and its one log line per request.
 
-`instrument(app)` counts the requests of the public app of ingress/http.py and logs each;
-`mount_metrics(admin, registry)` serves the counts as `GET /metrics` on the admin app, never on
-the public port:
+`instrument(app)` counts the requests of the public app of ingress/http.py and logs each; the
+admin app serves the counts as `GET /metrics` (ingress/api/admin.py), never the public port:
 
 - `renewals_ingress_requests_total{endpoint, method, status}`: requests by route template
   (`/panel/services/{username}`, never the raw path, so a username is never a label) and status;
@@ -21,8 +20,8 @@ import logging
 import time
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from renewals import workflow_id
@@ -143,12 +142,3 @@ def instrument(app: FastAPI) -> CollectorRegistry:
     registry = CollectorRegistry()
     app.add_middleware(ObserveRequests, metrics=IngressMetrics(registry))
     return registry
-
-
-def mount_metrics(app: FastAPI, registry: CollectorRegistry) -> None:
-    """`GET /metrics` on `app` (the admin app): the counts in `registry`, for Prometheus."""
-
-    async def metrics_endpoint(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

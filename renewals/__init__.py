@@ -5,7 +5,7 @@ Nothing here does I/O or reads a clock: workflows and activities hand in what th
 
 TASK_QUEUE = "renewals"
 WORKFLOW_TYPE = "RenewalWorkflow"
-# The payment update's name: the payment desk (activities/payments.py) calls it by name.
+# The payment update's name: the payment desk (client/payments.py) calls it by name.
 REGISTER_PAYMENT = "register_payment"
 RECONCILER_WORKFLOW_TYPE = "LedgerReconciler"
 RECONCILER_SCHEDULE_ID = "ledger-reconciler"

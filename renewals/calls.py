@@ -25,6 +25,9 @@ EmailTemplate = Literal[
     "auto_renew_charge",
     # P18: SdI could not deliver the invoice (MC): it is in the holder's reserved area.
     "invoice_not_delivered",
+    # P20: an automatic order's charge was declined (the first time; after the last retry).
+    "charge_declined",
+    "charge_declined_last",
 ]
 
 
@@ -129,6 +132,14 @@ class ChangeDueBy(Model):
     reason: str
 
 
+class ChangeMethod(Model):
+    """P20: an unpaid order to be paid another way (the customer's choice)."""
+
+    order_number: str
+    method: PaymentMethod
+    reason: str
+
+
 class RequestCharge(Model):
     """A card or PayPal automatic order's charge (P16): a `charge_requested` event to the payments
     back office, recorded in `charge_requests` first."""
@@ -139,6 +150,13 @@ class RequestCharge(Model):
     currency: str = "EUR"
     method: Literal["card", "paypal"]
     charge_on: date
+    # P20: this charge's own id (`<order number>/<n>`), the event's `attempt` and Idempotency-Key.
+    # None in requests recorded before it: the order's only attempt, `<order number>/1`.
+    attempt: str | None = None
+
+    @property
+    def attempt_id(self) -> str:
+        return self.attempt or f"{self.order_number}/1"
 
 
 class ChargeRequested(Model):
@@ -174,6 +192,9 @@ class SendEmail(Model):
     action_url: str | None = None
     # P18: the invoice an email is about.
     invoice_number: str | None = None
+    # P20: `action_url` is a page of the customer's own (the order's payment choices): the mailer
+    # signs it for `username` until this time (the order's deadline), so it signs the customer in.
+    link_until: datetime | None = None
 
 
 class EmailSent(Model):

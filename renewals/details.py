@@ -1,6 +1,7 @@
 """The renewal's current details for the Temporal UI, in plain words (markdown): what ops read
 first when they open a renewal."""
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from renewals.dates import rome_time
@@ -16,6 +17,7 @@ def current_details(
     last_event: str,
     next_wake: datetime | None = None,
     what: str = "",
+    charges: Sequence[str] = (),
 ) -> str:
     lines = [f"**Stage:** {stage.value}"]
     if reason:
@@ -30,6 +32,8 @@ def current_details(
             lines.append(f"**New expiry:** {order.new_expires_on}")
         if order.invoice:
             lines.append(f"**Invoice:** {order.invoice}")
+    if charges:  # P20: each charge attempt and what the back office said of it
+        lines.append("**Charges:** " + "; ".join(charges))
     if next_wake is not None:
         lines.append(f"**Next:** {what} at {rome_time(next_wake)}")
     lines.append(f"**Last event:** {last_event}")

@@ -1,11 +1,15 @@
 """Which email says what: the fields of every logical email about a renewal, built from the
 service and the order (the workflow decides when; the mailer renders and sends)."""
 
+from typing import Any
+
 from renewals.calls import EmailTemplate, SendEmail
+from renewals.creditor_reference import ORDER_NUMBER, causale
 from renewals.eligibility import last_reactivation_day
 from renewals.messages import Policy
 from renewals.order import Order
 from renewals.records import ServiceRecord
+from renewals.views import PaymentInstructions
 from renewals.year import EXPIRED, notice_key
 
 
@@ -20,10 +24,29 @@ def email_request(
             "username": service.username,
             "to_name": service.holder_name,
             "to_email": service.holder_email,
-            **(order.email_fields() if order else {}),
+            **(_with_causale(order.email_fields()) if order else {}),
             **fields,
         }
     )
+
+
+def _with_causale(fields: dict[str, Any]) -> dict[str, Any]:
+    """P19: every email quotes, beside the IBAN and on the postal slip, the order's creditor
+    reference and its number (`RF46 2026 0001 23 - FE-2026-000123`, renewals/creditor_reference.py
+    `causale`): either half alone lets the bank statement pay the order by itself."""
+    how: PaymentInstructions | None = fields.get("instructions")
+    if how is None or ORDER_NUMBER.fullmatch(how.order_number) is None:
+        return fields
+    reason = causale(how.order_number)
+    return {
+        **fields,
+        "instructions": how.model_copy(
+            update={
+                "bank_transfer": how.bank_transfer.model_copy(update={"reason": reason}),
+                "postal_slip": how.postal_slip.model_copy(update={"reason": reason}),
+            }
+        ),
+    }
 
 
 def expired_notice(service: ServiceRecord, policy: Policy) -> SendEmail:

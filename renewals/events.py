@@ -3,10 +3,18 @@ unknown fields. A cart event is its update's input plus the panel's envelope (`t
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from renewals.messages import AddAddon, ApplyDiscount, Checkout, PaymentEntry, PaymentFields, RemoveAddon
-from renewals.types import Currency, PaymentMethod, RegisteredAtOnTheWire, Username, WireModel
+from renewals.types import (
+    Currency,
+    PaymentMethod,
+    PaymentReference,
+    PlainText,
+    RegisteredAtOnTheWire,
+    Username,
+    WireModel,
+)
 
 
 class RenewRequested(WireModel):
@@ -55,6 +63,8 @@ class AutoRenewChanged(WireModel):
     username: Username
     auto_renew: bool
     method: PaymentMethod | None = None
+    # The term of each automatic renewal in years (P16, R5's terms); absent: the stored one stays.
+    years: int | None = Field(None, ge=1, le=10)
 
     @model_validator(mode="after")
     def _method_when_on(self) -> "AutoRenewChanged":
@@ -86,3 +96,35 @@ class PaymentRegistered(PaymentFields, WireModel):
 
     def entry(self, *, by_hand: bool = False) -> PaymentEntry:
         return PaymentEntry(**self.model_dump(exclude={"type"}), by_hand=by_hand)
+
+
+# P20: the id of one charge request (`charge_requested.attempt`, `<order number>/<n>`).
+AttemptId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,80}$")]
+
+
+class ChargeSucceeded(PaymentFields, WireModel):
+    """`POST /payments/events`: the charge request `attempt` was paid (P20): a payment like any other."""
+
+    type: Literal["charge_succeeded"]
+    currency: Currency
+    registered_at: RegisteredAtOnTheWire
+    attempt: AttemptId
+
+    def entry(self, *, by_hand: bool = False) -> PaymentEntry:
+        return PaymentEntry(**self.model_dump(exclude={"type", "attempt"}), by_hand=by_hand)
+
+
+class ChargeFailed(WireModel):
+    """`POST /payments/events`: the charge request `attempt` was declined (P20). `soft`: insufficient
+    funds, issuer unavailable, try again; `hard`: expired, stolen, do not honour, authentication
+    required. `code` and `message` are the PSP's own words (never card data)."""
+
+    type: Literal["charge_failed"]
+    order_number: PaymentReference
+    attempt: AttemptId
+    decline: Literal["soft", "hard"]
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+    message: PlainText
+
+
+PaymentEvent = Annotated[PaymentRegistered | ChargeSucceeded | ChargeFailed, Field(discriminator="type")]

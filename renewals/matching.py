@@ -443,7 +443,7 @@ def match(entry: Entry, lookup: OrderLookup) -> Match:
                     order_number=number,
                     amount_cents=cents,
                     reason="; ".join(reasons),
-                    transaction_id=f"{entry.transaction_id}:{number}",
+                    transaction_id=entry.payment_id(number),
                 )
                 for number, (cents, reasons) in totals.items()
             ),
@@ -476,6 +476,12 @@ def _name_tokens(name: str) -> list[str]:
     plain = unicodedata.normalize("NFKD", name)
     plain = "".join(c for c in plain if not unicodedata.combining(c)).lower().replace(".", "")
     return sorted(t for t in re.split(r"[^0-9a-z]+", plain) if t and t not in _NOT_A_NAME)
+
+
+def name_words(name: str) -> list[str]:
+    """The words of a name that say whose it is, plain (no accents, lower case, no legal form): what
+    a lookup compares with the holders' names to find orders to suggest."""
+    return _name_tokens(name)
 
 
 def name_similarity(payer: str, holder: str) -> float:

@@ -42,11 +42,16 @@ class Policy(Model):
     # The customer's pages (PANEL_UI_URL): the Reactivate action in a lapsed automatic order's
     # email (P16). None in inputs recorded before it: the email then names no link.
     panel_ui_url: str | None = None
+    # P20: new charges after a soft decline, counted from the first decline (renewals/dunning.py).
+    # Inputs recorded before it have the default.
+    charge_retries: list[timedelta] = Field(
+        default_factory=lambda: [timedelta(days=1), timedelta(days=3), timedelta(days=7)]
+    )
 
 
 class RenewalInput(Model):
     username: Username
-    # `auto_renew`: the automatic order of P16, started by the daily run (ingress/starts.py).
+    # `auto_renew`: the automatic order of P16, started by the daily run (client/starts.py).
     mode: RenewalMode
     policy: Policy
 
@@ -104,6 +109,18 @@ class CancelOrder(Model):
     def stated(self) -> str:
         """The order's close reason, saying who cancelled it."""
         return self.reason if self.by_customer else f"cancelled by ops: {self.reason}"
+
+
+class PayByTransfer(Model):
+    """P20: the customer pays a declined automatic order by bank transfer instead."""
+
+    order_number: str
+
+
+class RetryCharge(Model):
+    """P20: the customer updated the card at the PSP and asks for a new charge now."""
+
+    order_number: str
 
 
 class ExtendDeadline(Model):

@@ -20,6 +20,9 @@ TOTAL_CENTS = SearchAttributeKey.for_int("RenewalTotalCents")
 INVOICE_NUMBER = SearchAttributeKey.for_keyword("InvoiceNumber")
 SDI_STATE = SearchAttributeKey.for_keyword("SdiState")
 SDI_ALARM = SearchAttributeKey.for_bool("SdiAlarm")
+# P20: an automatic order whose charge was declined: retrying, exhausted, hard_decline or
+# switched_to_transfer (renewals/dunning.py); unset once the order is paid or closed.
+DUNNING = SearchAttributeKey.for_keyword("RenewalDunning")
 
 ALL: list[SearchAttributeKey[Any]] = [
     STAGE,
@@ -31,6 +34,7 @@ ALL: list[SearchAttributeKey[Any]] = [
     INVOICE_NUMBER,
     SDI_STATE,
     SDI_ALARM,
+    DUNNING,
 ]
 
 

@@ -13,7 +13,7 @@ import copy
 import hashlib
 import json
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
@@ -38,8 +38,6 @@ CURRENCY = "EUR"
 # The lengths the schema gives a creditor reference (Max35Text) and a remittance line (Max140Text).
 MAX_REFERENCE = 35
 MAX_REMITTANCE_LINE = 140
-# What the ledger's free-text reference holds (P11, renewals/types.py PaymentReference).
-MAX_LEDGER_REFERENCE = 140
 
 _DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -106,6 +104,18 @@ class Entry(BaseModel):
         each part of a split transfer (`renewals/matching.py` `Allocation.transaction_id`)."""
         return "camt:" + hashlib.sha256(self.key.encode()).hexdigest()[:32]
 
+    def payment_id(self, order_number: str) -> str:
+        """The ledger's transaction id of what this entry pays `order_number`: one payment per order
+        and entry, however often the entry is imported or assigned."""
+        return f"{self.transaction_id}:{order_number}"
+
+    def registered_at(self, fallback: datetime) -> datetime:
+        """When the money reached the account, as the ledger's `registered_at` (P17 dates the invoice
+        by its Rome day): the start of the booking day in Rome, else of the value day, else
+        `fallback` (the statement's creation)."""
+        day = self.booked_on or self.value_on
+        return datetime.combine(day, time(), tzinfo=ROME) if day else fallback
+
     @property
     def references(self) -> tuple[str, ...]:
         return tuple(ref for transaction in self.transactions for ref in transaction.references)
@@ -119,12 +129,11 @@ class Entry(BaseModel):
         return next((t.debtor_name for t in self.transactions if t.debtor_name), None)
 
     @property
-    def ledger_reference(self) -> str:
-        """What the payer wrote, as the ledger's free-text reference holds it (P11): the structured
-        reference, else the free text, else the bank's description, on one line, at most 140."""
-        said = " ".join(self.references) or self.text or self.info or ""
-        line = _CONTROL.sub(" ", said).strip()
-        return line[:MAX_LEDGER_REFERENCE] or "-"
+    def remittance(self) -> str:
+        """What the payer wrote, on one line: the structured references, then the free text; else
+        the bank's description of the entry."""
+        said = " ".join([*self.references, self.text]).strip() or self.info or ""
+        return " ".join(_CONTROL.sub(" ", said).split())
 
 
 class Statement(BaseModel):

@@ -83,6 +83,26 @@ class PaymentOutcome(Model):
     note: str | None = None
 
 
+class ChargeAttemptView(Model):
+    id: str
+    why: str
+    requested_at: datetime
+    decline: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class ChargeOutcomeView(Model):
+    """The answer to a `charge_failed` event (P20): `recorded` and told to the order's renewal,
+    `duplicate` (this attempt's outcome came before), or `ignored` with the reason (an unknown
+    attempt, an order unknown, paid or closed). Never an error: the back office need not retry."""
+
+    status: Literal["recorded", "duplicate", "ignored"]
+    order_number: str
+    attempt: str
+    note: str | None = None
+
+
 class PaymentSeen(Model):
     transaction_id: str
     amount_cents: int
@@ -104,6 +124,11 @@ class RenewalView(Model):
     order: OrderView | None = None
     payments: list[PaymentSeen] = []
     emails: list[str] = []
+    # P20: an automatic order's charge attempts, and while one was declined, the dunning state
+    # (renewals/dunning.py) and the next automatic retry.
+    charges: list[ChargeAttemptView] = []
+    dunning: str | None = None
+    next_charge_retry: datetime | None = None
 
 
 class ServiceStatusView(Model):
@@ -123,3 +148,5 @@ class ServiceStatusView(Model):
     next_notice_on: date | None = None
     next_notice_kind: str | None = None
     next_auto_order_on: date | None = None
+    # R5: a promotional product renews for 1 or 2 years only (the terms the switch offers).
+    promotional: bool = False

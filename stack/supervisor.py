@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, TypeVar
 from urllib.parse import urlsplit
 
-from renewals.config import ConfigurationError, Settings, load_settings
+from settings import ConfigurationError, Settings, load_settings
 from stack.children import (
     SERVERS_BY,
     PidFiles,

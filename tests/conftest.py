@@ -34,17 +34,17 @@ from activities.mail import Mailer
 from activities.sdi import Sdi
 from activities.sdi_client import RiceviFileClient
 from activities.store import Store
-from ingress.operations import Ingress
+from client.renewals import Renewals
 from renewals import TASK_QUEUE, workflow_id
 from renewals import search_attributes as sa
 from renewals.billing import BillingData
-from renewals.config import Settings
 from renewals.dates import rome_today
 from renewals.delivery import SdiPolicy
 from renewals.events import PaymentRegistered
 from renewals.records import ServiceRecord
 from renewals.types import Stage
 from renewals.views import PaymentOutcome, RenewalView
+from settings import Settings
 from stack.children import children_of, command_of, die_with_parent
 from stack.database import prepare
 from stack.guardian import guard
@@ -148,7 +148,13 @@ async def store(postgres_url: str) -> AsyncIterator[Store]:
 
 @pytest.fixture(scope="session")
 def mailer(store: Store, mail_sink: MailSink) -> Mailer:
-    return Mailer(store, mail_sink.host, mail_sink.port, "Rinnovi <rinnovi@renewals.localhost>")
+    return Mailer(
+        store,
+        mail_sink.host,
+        mail_sink.port,
+        "Rinnovi <rinnovi@renewals.localhost>",
+        link_secret=Settings().panel_secrets[0],
+    )
 
 
 # P18 as in production, but an attempt in doubt waits seconds, not an hour, for SdI's word.
@@ -196,7 +202,7 @@ async def sdi(
     simulator = start_sdi(directory, "127.0.0.1", free_port(), callback)
     certificate = simulator.cert_path.read_bytes()
     app = create_app(
-        Ingress(env.client, store, POLICY, TASK_QUEUE),
+        Renewals(env.client, store, POLICY, TASK_QUEUE),
         SDI_PANEL_SECRET,
         "sdi-tests-payments-secret",
         sdi_signing_cert=certificate,
@@ -228,8 +234,8 @@ POLICY = Settings().policy()
 
 
 @pytest.fixture(scope="session")
-def ingress(env: WorkflowEnvironment, store: Store, worker: Worker) -> Ingress:
-    return Ingress(env.client, store, POLICY, TASK_QUEUE)
+def ingress(env: WorkflowEnvironment, store: Store, worker: Worker) -> Renewals:
+    return Renewals(env.client, store, POLICY, TASK_QUEUE)
 
 
 def today() -> date:
@@ -332,7 +338,7 @@ def payment(
     )
 
 
-async def pay(ingress: Ingress, order_number: str, amount_cents: int, **kwargs: Any) -> PaymentOutcome:
+async def pay(ingress: Renewals, order_number: str, amount_cents: int, **kwargs: Any) -> PaymentOutcome:
     return await ingress.payment(payment(order_number, amount_cents, **kwargs))
 
 

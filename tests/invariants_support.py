@@ -12,10 +12,10 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
+from client.renewals import Renewals
 from ingress.http import create_app
-from ingress.operations import Ingress
-from ingress.signing import signed_headers
 from renewals.messages import Reconcile, Reconciled
+from renewals.signing import signed_headers
 from workflows.reconciler import LedgerReconciler
 
 PANEL = "panel-test-secret"
@@ -28,7 +28,7 @@ class Api:
     """The signed HTTP API of ingress/http.py as the panel and the payments office call it; every
     answer is timed (I5)."""
 
-    def __init__(self, ingress: Ingress, **app_options: Any) -> None:
+    def __init__(self, ingress: Renewals, **app_options: Any) -> None:
         transport = httpx.ASGITransport(app=create_app(ingress, PANEL, PAYMENTS, **app_options))
         self.http = httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60)
         self.slowest = 0.0

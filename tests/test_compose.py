@@ -1,6 +1,6 @@
 """docker-compose.yml, the Dockerfile and .env.example against the code, without a Docker engine.
 
-Every setting of renewals/config.py reaches worker and ingress under its own name, and the values
+Every setting of settings.py reaches worker and ingress under its own name, and the values
 compose gives them are valid settings; ports and health probes agree with those settings; every
 long-running service has a health check and every dependency waits on one (or on a one-shot's
 success); images are pinned; .env.example names every variable compose reads; the search
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from renewals import search_attributes as sa
-from renewals.config import Settings, exposure_problems, load_settings
+from settings import Settings, exposure_problems, load_settings
 from worker import GRACEFUL_SHUTDOWN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,9 +240,9 @@ def test_the_dockerfile_pins_its_base_runs_as_a_user_and_execs_python():
     assert user and user[-1].split(":")[0] not in ("root", "0")
     assert re.search(r'^CMD \["python", "worker.py"\]$', dockerfile, re.MULTILINE)
     # Everything the processes import is copied.
-    for module in ("renewals", "db", "activities", "workflows", "ingress", "stack", "migrations"):
+    for module in ("renewals", "db", "activities", "workflows", "client", "ingress", "stack", "migrations"):
         assert f"COPY {module}/ {module}/" in dockerfile
-    assert "COPY worker.py starter.py telemetry.py ./" in dockerfile
+    assert "COPY worker.py starter.py telemetry.py settings.py ./" in dockerfile
     assert ".env" in (ROOT / ".dockerignore").read_text().split()
 
 

@@ -24,14 +24,16 @@ import uvicorn
 from fastapi import FastAPI
 
 from activities.store import Store
+from client.renewals import Renewals
 from ingress.http import create_app
-from ingress.operations import Ingress
-from ingress.ui_session import sign_in_link, sign_in_query
-from ingress.ui_words import italian_time
+from ingress.pages.session import sign_in_link, sign_in_query
+from ingress.pages.words import italian_time
+from renewals.creditor_reference import causale, order_number_of
 from renewals.dates import add_years
 from renewals.events import RenewRequested
 from renewals.pricing import euro
 from renewals.types import Stage
+from stack.dev_pages import include as include_dev_pages
 from stack.postgres import free_port
 from stack.screenshot import CHROMIUM, CHROMIUM_ARGS, browser_missing
 from tests.conftest import ROOT, MailSink, eventually, new_service, today, unique, view, wait_stage
@@ -47,24 +49,24 @@ def italian(day: Any) -> str:
     return f"{day:%d/%m/%Y}"
 
 
-def build_app(ingress: Ingress, *, dev: bool) -> FastAPI:
-    """The ingress's app as `starter.py serve` builds it, with PANEL_UI_DEV_LOGIN as given."""
-    before = os.environ.get("PANEL_UI_DEV_LOGIN")
-    os.environ["PANEL_UI_DEV_LOGIN"] = "1" if dev else "0"
-    try:
-        return create_app(ingress, PANEL, PAYMENTS)
-    finally:
-        if before is None:
-            del os.environ["PANEL_UI_DEV_LOGIN"]
-        else:
-            os.environ["PANEL_UI_DEV_LOGIN"] = before
+# What the confirmation quotes beside the IBAN (P19): the printed RF reference, then the number.
+CAUSALE = re.compile(r"RF\d{2}(?: \d{4})+(?: \d{1,3})? - (FE-\d{4}-\d{6})")
+
+
+def build_app(ingress: Renewals, *, dev: bool) -> FastAPI:
+    """The ingress's app as `starter.py serve` builds it: with PANEL_UI_DEV_LOGIN=1 (the local
+    stack) it mounts the dev pages too (stack/dev_pages.py)."""
+    app = create_app(ingress, PANEL, PAYMENTS)
+    if dev:
+        include_dev_pages(app)
+    return app
 
 
 # ---------------------------------------------------------------------------- plain HTTP
 
 
 @pytest.fixture(scope="module")
-async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
+async def http(ingress: Renewals) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=build_app(ingress, dev=False))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
@@ -152,7 +154,7 @@ async def test_pages_without_a_session_are_refused(http: httpx.AsyncClient) -> N
 
 
 async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
-    http: httpx.AsyncClient, store: Store, ingress: Ingress
+    http: httpx.AsyncClient, store: Store, ingress: Renewals
 ) -> None:
     service = await new_service(store)
     client = await signed_in(http, service.username)
@@ -184,7 +186,7 @@ async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
 
 
 async def test_another_customers_order_and_renewal_are_refused(
-    http: httpx.AsyncClient, store: Store, ingress: Ingress
+    http: httpx.AsyncClient, store: Store, ingress: Renewals
 ) -> None:
     mine, theirs = await new_service(store), await new_service(store)
     await ingress.panel(RenewRequested(type="renew_requested", username=theirs.username))
@@ -196,7 +198,14 @@ async def test_another_customers_order_and_renewal_are_refused(
     assert order.status_code == 303
     number = order.headers["location"].rsplit("/", 1)[1]
     assert ORDER_NUMBER.fullmatch(number)
-    assert number in (await their_client.get(order.headers["location"])).text
+    confirmation = (await their_client.get(order.headers["location"])).text
+    assert number in confirmation
+    # P19: the payment reason beside the IBAN (and on the postal slip): the order's ISO 11649
+    # creditor reference, then its number.
+    reason = causale(number)
+    assert CAUSALE.fullmatch(reason) and order_number_of(reason.split(" - ")[0]) == number, reason
+    assert re.search(rf"<dt>IBAN</dt><dd>IT\w+</dd><dt>Causale</dt><dd>{re.escape(reason)}</dd>", confirmation)
+    assert confirmation.count(f"<dt>Causale</dt><dd>{reason}</dd>") == 2, confirmation
 
     client = await signed_in(http, mine.username)
     stolen = await client.get(f"/ui/ordini/{number}")
@@ -213,7 +222,7 @@ async def test_another_customers_order_and_renewal_are_refused(
 
 
 async def test_r5_the_order_form_offers_one_or_two_years_on_promotion_and_refuses_three(
-    http: httpx.AsyncClient, store: Store, ingress: Ingress
+    http: httpx.AsyncClient, store: Store, ingress: Renewals
 ) -> None:
     service = await new_service(store, promotional=True)
     client = await signed_in(http, service.username)
@@ -229,15 +238,31 @@ async def test_r5_the_order_form_offers_one_or_two_years_on_promotion_and_refuse
     assert (await view(ingress.client, service.username)).stage == Stage.CART
 
 
-async def test_dev_pages_are_off_unless_panel_ui_dev_login(http: httpx.AsyncClient) -> None:
+async def test_dev_pages_are_off_unless_panel_ui_dev_login(http: httpx.AsyncClient, ingress: Renewals) -> None:
     for path in ("/ui/dev/accesso", "/ui/dev/pagamenti"):
         assert (await http.get(path)).status_code == 404
+    # The production app never mounts them, whatever the environment says: only the local stack
+    # does (stack/dev_pages.py), and no page links to them.
+    before = os.environ.get("PANEL_UI_DEV_LOGIN")
+    os.environ["PANEL_UI_DEV_LOGIN"] = "1"
+    try:
+        app = create_app(ingress, PANEL, PAYMENTS)
+    finally:
+        if before is None:
+            del os.environ["PANEL_UI_DEV_LOGIN"]
+        else:
+            os.environ["PANEL_UI_DEV_LOGIN"] = before
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        for path in ("/ui/dev/accesso", "/ui/dev/pagamenti"):
+            assert (await client.get(path)).status_code == 404
+        refused = await client.get("/ui/")
+        assert refused.status_code == 401 and "/ui/dev/" not in refused.text
 
 
 async def test_htmx_is_served_pinned_from_the_ingress(http: httpx.AsyncClient) -> None:
     answer = await http.get("/ui/static/htmx.min.js")
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/javascript")
-    assert answer.content == (ROOT / "ingress" / "static" / "htmx.min.js").read_bytes()
+    assert answer.content == (ROOT / "ingress" / "pages" / "static" / "htmx.min.js").read_bytes()
     assert 'version:"2.0.11"' in answer.text
 
 
@@ -263,7 +288,7 @@ class Journey:
 
 
 @pytest.fixture(scope="module")
-async def site(ingress: Ingress) -> AsyncIterator[str]:
+async def site(ingress: Renewals) -> AsyncIterator[str]:
     """The ingress's app with the dev pages, served by uvicorn on a free port in this event loop."""
     port = free_port()
     config = uvicorn.Config(build_app(ingress, dev=True), host="127.0.0.1", port=port, log_level="warning")
@@ -314,7 +339,7 @@ def mail_body(message: Any) -> str:
 
 @browser_test
 async def test_r3_r4_r5_r6_r7_the_help_pages_journey_in_the_browser(
-    browser: Any, site: str, store: Store, ingress: Ingress, mail_sink: MailSink, shots: Path
+    browser: Any, site: str, store: Store, ingress: Renewals, mail_sink: MailSink, shots: Path
 ) -> None:
     from playwright.async_api import expect
 
@@ -402,6 +427,10 @@ async def test_r3_r4_r5_r6_r7_the_help_pages_journey_in_the_browser(
     instructions = page.get_by_role("region", name="Come pagare")
     await expect(instructions).to_contain_text("IBAN")
     await expect(instructions).to_contain_text(number)
+    # P19: beside the IBAN, "Causale: RF.. .... - FE-....-......", the order's creditor reference.
+    bank_reason = instructions.locator("dt:text-is('IBAN') + dd + dt:text-is('Causale') + dd")
+    await expect(bank_reason).to_have_text(causale(number))
+    await expect(bank_reason).to_have_text(CAUSALE)
     await page.screenshot(path=str(shots / "customer-confirmation.png"), full_page=True)
     journey.step("Conferma l'ordine → confirmation with the order number")
 
@@ -422,7 +451,7 @@ async def test_r3_r4_r5_r6_r7_the_help_pages_journey_in_the_browser(
     await expect(page.locator("#termine")).to_have_text(italian_time(order.due_by))
     journey.step("status page: awaiting payment, balance, deadline")
 
-    # 10. The payments back office registers the transfer (dev page, through Ingress.payment).
+    # 10. The payments back office registers the transfer (dev page, through Renewals.payment).
     await page.goto(f"/ui/ordini/{number}")
     await page.get_by_role("link", name=re.compile("Registra il pagamento")).click()
     await expect(page.get_by_label("Numero d'ordine")).to_have_value(number)
@@ -447,7 +476,7 @@ async def test_r3_r4_r5_r6_r7_the_help_pages_journey_in_the_browser(
 
 @browser_test
 async def test_r2_riattiva_on_an_expired_service_without_javascript(
-    browser: Any, site: str, store: Store, ingress: Ingress
+    browser: Any, site: str, store: Store, ingress: Renewals
 ) -> None:
     from playwright.async_api import expect
 
@@ -525,3 +554,79 @@ async def test_the_pages_can_be_used_with_the_keyboard_alone(browser: Any, site:
     )
     assert unlabelled == []
     await page.context.close()
+
+
+@browser_test
+async def test_p16_p20_the_auto_renew_switch_and_a_declined_charges_link_in_the_browser(
+    browser: Any, site: str, store: Store, ingress: Renewals, mail_sink: MailSink
+) -> None:
+    """The customer turns auto-renew on with card and 2 years, then off; a declined charge's email
+    link signs them in to the order's payment page, where they switch to a bank transfer (P20)."""
+    from playwright.async_api import expect
+
+    from client.starts import start_auto_renewal
+    from renewals import TASK_QUEUE, workflow_id
+    from renewals.events import ChargeFailed
+    from renewals.links import signed_link
+    from tests.conftest import POLICY
+
+    service = await new_service(store, expires_on=today() + timedelta(days=60))
+    page = await new_page(browser, site)
+    await sign_in_as(page, service.username)
+    switch = page.get_by_role("region", name="Rinnovo automatico")
+    await switch.get_by_role("radio", name="Sì").check()
+    await switch.get_by_label("Pagamento").select_option("card")
+    await switch.get_by_label("Durata").select_option("2")
+    await switch.get_by_role("button", name="Salva").click()
+    await expect(page.locator("#rinnovo-automatico")).to_have_text("attivo: Carta di credito, 2 anni")
+    stored = await store.services.get(service.username)
+    assert stored is not None and stored.auto_renew and stored.auto_renew_method == "card"
+    assert stored.auto_renew_years == 2
+    await page.get_by_role("region", name="Rinnovo automatico").get_by_role("radio", name="No").check()
+    await page.get_by_role("region", name="Rinnovo automatico").get_by_role("button", name="Salva").click()
+    await expect(page.locator("#rinnovo-automatico")).to_have_text("disattivato")
+    assert not (await ingress.service(service.username)).auto_renew
+    await page.context.close()
+
+    # A card automatic order whose charge is declined for good: the email's link, then the page.
+    auto = await new_service(store, auto_renew=True, auto_renew_method="card", expires_on=today() + timedelta(days=30))
+    await start_auto_renewal(ingress.client, TASK_QUEUE, auto.username, POLICY)
+    attempt = await eventually(
+        lambda: store.pool.fetchrow(
+            "SELECT attempt, order_number FROM charge_requests WHERE username = $1", auto.username
+        ),
+        what="the charge request",
+    )
+    number = attempt["order_number"]
+    failed = ChargeFailed(
+        type="charge_failed",
+        order_number=number,
+        attempt=attempt["attempt"],
+        decline="hard",
+        code="54",
+        message="Expired card",
+    )
+    assert (await ingress.payment_event(failed)).status == "recorded"
+    told = await eventually(
+        lambda: [m for m in mail_sink.to(f"{auto.username}@example.com") if "non riuscito" in str(m["Subject"])],
+        what="the declined charge's email",
+    )
+    path = re.search(rf"/ui/accesso/ordine/{number}", mail_body(told[0]))
+    assert path is not None
+    renewal = await view(ingress.client, auto.username)
+    assert renewal.order is not None
+    # The test's app verifies with its own panel secret: the same link, signed with it.
+    link = signed_link(PANEL, f"{site}{path[0]}", auto.username, renewal.order.due_by)
+    page = await new_page(browser, site)
+    await page.goto(link)
+    await page.get_by_role("button", name="Entra").click()
+    await page.wait_for_url(f"**/ui/ordini/{number}/pagamento")
+    await expect(page.locator("#modalita")).to_have_text("Carta di credito")
+    await page.get_by_role("button", name="Paga con bonifico bancario").click()
+    await page.wait_for_url(f"**/ui/ordini/{number}")
+    await expect(page.get_by_text(CAUSALE).first).to_be_visible()
+    shown = await view(ingress.client, auto.username)
+    assert shown.order is not None and shown.order.payment_method == "bank_transfer"
+    assert shown.dunning == "switched_to_transfer"
+    await page.context.close()
+    await ingress.client.get_workflow_handle(workflow_id(auto.username)).terminate("test over")

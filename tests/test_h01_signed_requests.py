@@ -4,7 +4,7 @@ path with its query, the `Idempotency-Key` and the body.
 Each test plays the attacker who captured one signed request off the wire (its headers and its
 body, exactly) and sends it again within the 5 minutes the timestamp allows, against the real app
 (the conftest Temporal dev server, PostgreSQL and worker) over httpx's ASGI transport. The
-requests are signed here from the README's words (`readme_headers`), not by ingress/signing.py,
+requests are signed here from the README's words (`readme_headers`), not by renewals/signing.py,
 so the server is held to the string the README publishes.
 """
 
@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from activities.store import Store
+from client.renewals import Renewals
 from ingress.http import create_app
-from ingress.operations import Ingress
-from ingress.signing import read_payload, sign
-from renewals.config import Settings
+from renewals.signing import read_payload, sign
+from settings import Settings
 from tests.conftest import new_service
 
 PANEL = "panel-h01-secret"
@@ -69,7 +69,7 @@ def client_of(app: Any) -> httpx.AsyncClient:
 
 
 @pytest.fixture(scope="module")
-async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
+async def http(ingress: Renewals) -> AsyncIterator[httpx.AsyncClient]:
     async with client_of(create_app(ingress, PANEL, PAYMENTS)) as client:
         yield client
 
@@ -198,7 +198,7 @@ async def test_h01_the_method_the_path_and_the_query_are_signed(http, store):
 
 
 async def test_h01_the_old_sha256_form_is_accepted_while_signing_accept_v1_is_on_and_refused_when_off(
-    ingress: Ingress, store: Store, monkeypatch: pytest.MonkeyPatch
+    ingress: Renewals, store: Store, monkeypatch: pytest.MonkeyPatch
 ):
     assert Settings().signing_accept_v1 is True
     monkeypatch.setenv("SIGNING_ACCEPT_V1", "false")

@@ -21,14 +21,14 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.payments import PaymentDesk
 from activities.store import Store
+from client.payments import PaymentDesk
+from client.renewals import Renewals
 from ingress.http import create_app
-from ingress.operations import Ingress
-from ingress.signing import signed_headers
 from renewals import TASK_QUEUE, WORKFLOW_TYPE, workflow_id
 from renewals.events import PaymentRegistered
 from renewals.messages import Reconcile, Reconciled
+from renewals.signing import signed_headers
 from renewals.types import Stage
 from tests.conftest import MailSink, eventually, handle_of, new_service, unique
 from tests.invariants_support import PANEL, PAYMENTS, Api, payment_event, reconcile
@@ -115,7 +115,7 @@ async def reconciler_run(client: Client, request: Reconcile, *, within: float = 
 
 
 async def test_h02_one_payment_whose_renewal_never_answers_is_marked_stuck_and_the_rest_flow(
-    ingress: Ingress, store: Store, env
+    ingress: Renewals, store: Store, env
 ) -> None:
     hanging_order, hanging = await silent_renewal(env.client, store)
     stuck_event = payment_event(hanging_order, 3050)
@@ -161,7 +161,7 @@ async def test_h02_one_payment_whose_renewal_never_answers_is_marked_stuck_and_t
     assert row["status"] == "unmatched", row
 
 
-async def test_h02_a_row_tried_and_failed_waits_its_backoff(ingress: Ingress, store: Store, env) -> None:
+async def test_h02_a_row_tried_and_failed_waits_its_backoff(ingress: Renewals, store: Store, env) -> None:
     hanging_order, hanging = await silent_renewal(env.client, store)
     event = payment_event(hanging_order, 3050)
     try:
@@ -183,7 +183,7 @@ async def test_h02_a_row_tried_and_failed_waits_its_backoff(ingress: Ingress, st
 
 
 async def test_h02_a_delivery_to_a_temporal_that_never_answers_is_cut_at_the_row_timeout(
-    ingress: Ingress, store: Store
+    ingress: Renewals, store: Store
 ) -> None:
     """The bound itself, with Temporal hanging (a listener that never says a word): the row's
     delivery ends at `row_timeout`, counted on the row, and the money stays in the ledger."""
@@ -222,7 +222,7 @@ def keys_to(mail_sink: MailSink, address: str) -> list[str]:
 
 
 async def test_h03_a_payment_received_before_the_deadline_activates_even_when_delivered_after_it(
-    ingress: Ingress, store: Store, env, mail_sink: MailSink
+    ingress: Renewals, store: Store, env, mail_sink: MailSink
 ) -> None:
     service = await new_service(store)
     async with Api(ingress) as api:
@@ -265,7 +265,7 @@ async def both_waiting(store: Store) -> bool:
 
 
 async def test_h04_the_same_payment_twice_at_once_is_one_row_and_a_duplicate_never_a_503(
-    ingress: Ingress, store: Store
+    ingress: Renewals, store: Store
 ) -> None:
     """The payments office sends one payment twice at once (a retry racing the first try, two
     ingress processes). In one event loop the two inserts rarely overlap, so in the `held` rounds

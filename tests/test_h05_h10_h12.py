@@ -22,15 +22,15 @@ import pytest
 import uvicorn
 
 from activities.store import Store
+from client.renewals import Renewals
 from db.invoices import invoice_of_order
 from db.pool import COMMAND_TIMEOUT
 from ingress.http import create_admin_app, create_app
-from ingress.operations import Ingress
-from ingress.signing import signed_headers
-from renewals.config import load_settings
 from renewals.dates import rome_today
 from renewals.events import CheckoutSubmitted, PaymentRegistered, RenewRequested
+from renewals.signing import signed_headers
 from renewals.types import Stage
+from settings import load_settings
 from stack.database import prepare
 from stack.postgres import EmbeddedPostgres, free_port
 from starter import server_configs
@@ -44,7 +44,7 @@ IDLE = "idle_in_transaction_session_timeout"
 # ---------------------------------------------------------------------------- helpers
 
 
-async def awaiting_payment(ingress: Ingress, store: Store) -> tuple[str, str, int]:
+async def awaiting_payment(ingress: Renewals, store: Store) -> tuple[str, str, int]:
     """A service with billing data and its renewal checked out by bank transfer: (username, order, total)."""
     service = await new_service(store, billing=company_billing())
     await ingress.panel(RenewRequested(type="renew_requested", username=service.username))
@@ -66,7 +66,7 @@ def registered(order_number: str, amount_cents: int, at: datetime) -> PaymentReg
     )
 
 
-async def paid_and_activated(ingress: Ingress, store: Store, username: str, order: str, total: int, at: datetime):
+async def paid_and_activated(ingress: Renewals, store: Store, username: str, order: str, total: int, at: datetime):
     outcome = await ingress.payment(registered(order, total, at))
     assert outcome.status == "applied", outcome
     await wait_stage(ingress.client, username, Stage.ACTIVATED, timeout=30)
@@ -75,7 +75,7 @@ async def paid_and_activated(ingress: Ingress, store: Store, username: str, orde
     return invoice
 
 
-async def post_payment(ingress: Ingress, payload: dict[str, Any]) -> httpx.Response:
+async def post_payment(ingress: Renewals, payload: dict[str, Any]) -> httpx.Response:
     """`POST /payments/events` as the payments office signs it, on the real app."""
     body = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", **signed_headers(PAYMENTS, "POST", "/payments/events", body)}
@@ -87,7 +87,7 @@ async def post_payment(ingress: Ingress, payload: dict[str, Any]) -> httpx.Respo
 # ---------------------------------------------------------------------------- 5
 
 
-async def test_h05_an_invoice_numbered_later_is_never_dated_earlier(ingress: Ingress, store: Store) -> None:
+async def test_h05_an_invoice_numbered_later_is_never_dated_earlier(ingress: Renewals, store: Store) -> None:
     now = datetime.now(UTC)
     if rome_today(now - timedelta(days=4)).year != rome_today(now).year:
         pytest.skip("the first days of a year: the two registrations would fall in different years")
@@ -117,7 +117,7 @@ async def test_h05_an_invoice_numbered_later_is_never_dated_earlier(ingress: Ing
     assert f'"registered_on": "{rome_today(now - timedelta(days=3)).isoformat()}"' in detail, detail
 
 
-async def test_h05_a_payment_registered_in_2001_opens_no_2001_series(ingress: Ingress, store: Store) -> None:
+async def test_h05_a_payment_registered_in_2001_opens_no_2001_series(ingress: Renewals, store: Store) -> None:
     username, order, total = await awaiting_payment(ingress, store)
     invoice = await paid_and_activated(ingress, store, username, order, total, at=datetime(2001, 1, 1, 10, tzinfo=UTC))
     ordered_on = rome_today(await store.pool.fetchval("SELECT created_at FROM orders WHERE order_number = $1", order))
@@ -126,7 +126,7 @@ async def test_h05_a_payment_registered_in_2001_opens_no_2001_series(ingress: In
     assert await store.pool.fetchval("SELECT count(*) FROM invoice_counters WHERE year < 2020") == 0
 
 
-async def test_h05_registered_at_in_the_future_is_a_422_naming_the_field_and_the_rule(ingress: Ingress, store: Store):
+async def test_h05_registered_at_in_the_future_is_a_422_naming_the_field_and_the_rule(ingress: Renewals, store: Store):
     username, order, total = await awaiting_payment(ingress, store)
     ahead = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     refused = await post_payment(ingress, payment_event(order, total, registered_at=ahead))
@@ -199,7 +199,7 @@ class _Quiet(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def served(ingress: Ingress) -> AsyncIterator[tuple[int, uvicorn.Config]]:
+async def served(ingress: Renewals) -> AsyncIterator[tuple[int, uvicorn.Config]]:
     port = free_port()
     settings = load_settings(ingress_port=port, ingress_admin_port=free_port())
     app = create_app(ingress, PANEL, PAYMENTS)
@@ -245,7 +245,7 @@ class SlowSocket:
 
 
 @pytest.mark.timeout(120)
-async def test_h10_slow_sockets_are_closed_and_a_normal_request_still_gets_its_answer(ingress: Ingress) -> None:
+async def test_h10_slow_sockets_are_closed_and_a_normal_request_still_gets_its_answer(ingress: Renewals) -> None:
     async with served(ingress) as (port, config):
         limit = config.limit_concurrency or 0
         sockets = [SlowSocket(port, body=n % 5 == 0) for n in range(limit + 100)]  # more than the limit
@@ -274,7 +274,7 @@ async def test_h10_slow_sockets_are_closed_and_a_normal_request_still_gets_its_a
 
 
 async def test_h12_a_session_idle_in_transaction_holding_the_invoice_counter_is_ended(
-    ingress: Ingress, store: Store, postgres_url: str
+    ingress: Renewals, store: Store, postgres_url: str
 ) -> None:
     # Without a server-side limit this waits for ever: the test gives it what the limit will be.
     idle_limit = await store.pool.fetchval("SELECT setting::int FROM pg_settings WHERE name = $1", IDLE) / 1000 or 15

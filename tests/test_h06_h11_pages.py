@@ -7,6 +7,7 @@ settings where the proxy headers matter. The pages read their settings from the 
 the app is built: `app_with` sets the variables for that moment only.
 """
 
+import ast
 import asyncio
 import contextlib
 import html
@@ -26,13 +27,13 @@ from fastapi import FastAPI
 from temporalio.api.enums.v1 import EventType
 
 from activities.store import Store
+from client.renewals import Renewals, RenewalsError
 from ingress.http import create_admin_app, create_app
-from ingress.operations import Ingress, RenewalsError
-from ingress.ui_session import read_session, sign_in_link
-from renewals.config import Settings, exposure_problems, load_settings
+from ingress.pages.session import read_session, sign_in_link
 from renewals.events import AddonAdded, AddonRemoved, CheckoutSubmitted, DiscountCodeApplied, RenewRequested
 from renewals.types import Stage
 from renewals.views import OrderView
+from settings import Settings, exposure_problems, load_settings
 from stack.postgres import free_port
 from starter import server_configs
 from tests.conftest import ROOT, eventually, handle_of, new_service, pay, wait_stage
@@ -59,7 +60,7 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def app_with(ingress: Ingress, panel_secret: Any = PANEL, **values: str) -> FastAPI:
+def app_with(ingress: Renewals, panel_secret: Any = PANEL, **values: str) -> FastAPI:
     """The ingress's app as `starter.py serve` builds it, with these environment variables."""
     with environment(**values):
         return create_app(ingress, panel_secret, PAYMENTS)
@@ -136,10 +137,27 @@ def test_h06_dev_pages_on_a_public_address_refuse_to_start_in_one_line() -> None
     assert exposure_problems(public.model_copy(update={"panel_ui_dev_login": True})) != []
 
 
+def test_h06_the_dev_pages_are_not_part_of_the_ingress() -> None:
+    """Only the local stack mounts the dev pages (stack/dev_pages.py): no module under ingress/
+    imports `stack`, and the production pages hold none of their templates."""
+    importers = []
+    for path in sorted((ROOT / "ingress").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            importers += [f"{path.relative_to(ROOT)}: {name}" for name in names if name.split(".")[0] == "stack"]
+    assert importers == []
+    assert not list((ROOT / "ingress").rglob("dev_*.html"))
+
+
 # ---------------------------------------------------------------------------- item 7
 
 
-async def accepted_updates(ingress: Ingress, username: str) -> int:
+async def accepted_updates(ingress: Renewals, username: str) -> int:
     history = await handle_of(ingress.client, username).fetch_history()
     return sum(
         1 for event in history.events if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
@@ -147,7 +165,7 @@ async def accepted_updates(ingress: Ingress, username: str) -> int:
 
 
 async def test_h07_code_guessing_is_refused_long_before_the_cap_and_the_renewal_still_activates(
-    ingress: Ingress, store: Store
+    ingress: Renewals, store: Store
 ) -> None:
     app = app_with(
         ingress,
@@ -198,7 +216,7 @@ async def test_h07_code_guessing_is_refused_long_before_the_cap_and_the_renewal_
 
 
 async def test_h07_cart_changes_past_the_budget_are_refused_and_never_the_payment(
-    ingress: Ingress, store: Store
+    ingress: Renewals, store: Store
 ) -> None:
     service = await new_service(store)
     username = service.username
@@ -227,7 +245,7 @@ async def test_h07_cart_changes_past_the_budget_are_refused_and_never_the_paymen
 # ---------------------------------------------------------------------------- item 8
 
 
-async def test_h08_links_and_sessions_signed_before_a_rotation_still_work(ingress: Ingress, store: Store) -> None:
+async def test_h08_links_and_sessions_signed_before_a_rotation_still_work(ingress: Renewals, store: Store) -> None:
     before, rotated = app_with(ingress, PANEL_BEFORE), app_with(ingress, (PANEL, PANEL_BEFORE))
     service = await new_service(store)
     # A customer signed in before the rotation keeps the session.
@@ -252,7 +270,7 @@ async def test_h08_links_and_sessions_signed_before_a_rotation_still_work(ingres
 # ---------------------------------------------------------------------------- item 9
 
 
-async def test_h09_a_sign_in_link_signs_in_once(ingress: Ingress, store: Store) -> None:
+async def test_h09_a_sign_in_link_signs_in_once(ingress: Renewals, store: Store) -> None:
     app = app_with(ingress)
     service = await new_service(store)
     link = sign_in_link(PANEL, service.username, time.time())
@@ -268,7 +286,7 @@ async def test_h09_a_sign_in_link_signs_in_once(ingress: Ingress, store: Store) 
         assert (await again.get("/ui/")).status_code == 401
 
 
-async def test_h09_sign_out_ends_the_session_on_the_server(ingress: Ingress, store: Store) -> None:
+async def test_h09_sign_out_ends_the_session_on_the_server(ingress: Renewals, store: Store) -> None:
     app = app_with(ingress)
     service = await new_service(store)
     client = browser(app)
@@ -284,7 +302,7 @@ async def test_h09_sign_out_ends_the_session_on_the_server(ingress: Ingress, sto
 
 
 async def test_h09_a_link_opened_in_another_browser_does_not_sign_that_browser_in(
-    ingress: Ingress, store: Store
+    ingress: Renewals, store: Store
 ) -> None:
     app = app_with(ingress)
     attacker = await new_service(store)
@@ -312,7 +330,7 @@ async def test_h09_a_link_opened_in_another_browser_does_not_sign_that_browser_i
 
 
 async def test_h11_with_an_https_public_url_the_session_cookie_is_host_prefixed_secure_and_hsts(
-    ingress: Ingress, store: Store
+    ingress: Renewals, store: Store
 ) -> None:
     service = await new_service(store)
     app = app_with(ingress, PANEL_UI_URL="https://rinnovi.example.it/ui/")
@@ -334,7 +352,7 @@ async def test_h11_with_an_https_public_url_the_session_cookie_is_host_prefixed_
 
 @pytest.mark.parametrize(("trusted", "secure"), [("127.0.0.1", True), ("10.9.9.9", False)])
 async def test_h11_the_proxies_trusted_with_the_scheme_are_a_setting(
-    ingress: Ingress, store: Store, trusted: str, secure: bool
+    ingress: Renewals, store: Store, trusted: str, secure: bool
 ) -> None:
     settings = load_settings(
         INGRESS_TRUSTED_PROXIES=trusted, INGRESS_PORT=free_port(), PANEL_UI_URL="http://127.0.0.1/ui/"

@@ -37,11 +37,14 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.mail import Mailer, message_id, one_line
 from activities.store import Store
-from ingress.http import MAX_BODY_BYTES, PANEL_EVENTS, PAYMENT_EVENTS, create_app
-from ingress.operations import Ingress
-from ingress.signing import signed_headers
+from client.renewals import Renewals
+from ingress.api.deps import MAX_BODY_BYTES
+from ingress.api.panel import PANEL_EVENT
+from ingress.api.payments import PAYMENT_EVENT
+from ingress.http import create_app
 from renewals.calls import SendEmail
 from renewals.records import ServiceRecord
+from renewals.signing import signed_headers
 from starter import CliError, validate_services
 from tests.conftest import ROOT, MailSink, eventually, handle_of, new_service, today, unique
 
@@ -386,7 +389,7 @@ async def loop() -> asyncio.AbstractEventLoop:
 
 
 @pytest.fixture(scope="module")
-async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
+async def http(ingress: Renewals) -> AsyncIterator[httpx.AsyncClient]:
     # raise_app_exceptions=False: an unhandled exception is answered as a 5xx the test can see.
     transport = httpx.ASGITransport(app=create_app(ingress, PANEL, PAYMENTS), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -516,7 +519,7 @@ def test_hostile_panel_events_are_refused_with_a_4xx_and_change_nothing(
     def check(body: bytes) -> None:
         response = run(post(http, PANEL_PATH, body, PANEL))
         refusal(response, body, PANEL_STATUSES)
-        event = well_formed(PANEL_EVENTS, body)
+        event = well_formed(PANEL_EVENT.adapter, body)
         if event is not None:
             # Well-formed, for a username of no service: refused before any workflow starts.
             assert response.status_code in (404, 409), response.text
@@ -554,7 +557,7 @@ def test_hostile_payment_events_are_refused_with_a_4xx_and_change_nothing(
             transaction_ids.add(sent_id)
         response = run(post(http, PAYMENTS_PATH, body, PAYMENTS))
         refusal(response, body, PAYMENT_STATUSES)
-        assert well_formed(PAYMENT_EVENTS, body) is None, "a generated payment was well formed"
+        assert well_formed(PAYMENT_EVENT.adapter, body) is None, "a generated payment was well formed"
 
     check()
     assert_batch_changed_nothing(run, env, store, caplog, PAYMENTS_PATH, start, before)

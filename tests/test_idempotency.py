@@ -8,7 +8,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.mail import Mailer, message_id
 from activities.store import Store
-from ingress.operations import Ingress
+from client.renewals import Renewals
 from renewals.calls import (
     Activate,
     Activation,
@@ -193,7 +193,7 @@ async def test_activities_failing_twice_after_their_side_effect_double_nothing(e
     flaky_mailer = FlakyMailer(store, mailer.host, mailer.port, mailer.sender)
     task_queue = "renewals-flaky"
     worker = build_worker(env.client, flaky_store, flaky_mailer, task_queue)
-    ingress = Ingress(env.client, store, POLICY, task_queue)
+    ingress = Renewals(env.client, store, POLICY, task_queue)
     service = await new_service(store)
     async with worker:
         await ingress.panel(RenewRequested(type="renew_requested", username=service.username))

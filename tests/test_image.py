@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 LOCK = (ROOT / "requirements.lock").read_text()
-OURS = {"renewals", "db", "activities", "workflows", "ingress", "stack", "worker", "starter", "telemetry"}
+OURS = {
+    *("renewals", "db", "activities", "workflows", "client", "ingress", "stack"),
+    *("worker", "starter", "telemetry", "settings"),
+}
 # What the containers run: worker.py, starter.py (ingress and CLI), the health probe, and the
 # `migrate` one-shot of docker-compose.yml (stack.database).
 ENTRY_POINTS = ("worker.py", "starter.py", "telemetry.py", "stack/database.py")

@@ -17,10 +17,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.store import Store
-from ingress.http import MAX_BODY_BYTES, create_admin_app, create_app
-from ingress.operations import Ingress
-from ingress.signing import signed_headers
+from client.renewals import Renewals
+from ingress.api.deps import MAX_BODY_BYTES
+from ingress.http import create_admin_app, create_app
 from renewals import workflow_id
+from renewals.signing import signed_headers
 from renewals.types import Stage
 from tests.conftest import (
     MailSink,
@@ -70,7 +71,7 @@ SERVICE_ONE_YEAR_CENTS = 3050
 
 
 @pytest.fixture(scope="module")
-async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
+async def http(ingress: Renewals) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(ingress, PANEL, PAYMENTS))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
@@ -405,7 +406,7 @@ async def test_401_timestamp_more_than_5_minutes_from_server_clock(
     assert "5 minutes" in message
 
 
-async def test_401_timestamp_not_unix_seconds(ingress: Ingress) -> None:
+async def test_401_timestamp_not_unix_seconds(ingress: Renewals) -> None:
     # Its own client: the module's re-raises app exceptions, and this asserts what a caller would see.
     transport = httpx.ASGITransport(app=create_app(ingress, PANEL, PAYMENTS), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -596,7 +597,7 @@ async def test_healthz_ok(http: httpx.AsyncClient) -> None:
 
 
 async def test_openapi_lists_the_event_endpoints_on_the_admin_app_only(
-    http: httpx.AsyncClient, ingress: Ingress
+    http: httpx.AsyncClient, ingress: Renewals
 ) -> None:
     refused(await http.get("/openapi.json"), 404, "not_found")
     admin = create_admin_app(create_app(ingress, PANEL, PAYMENTS))
@@ -611,3 +612,26 @@ async def test_401_a_read_signature_is_bound_to_its_path(http: httpx.AsyncClient
     headers = signed_headers(PANEL, "GET", f"/panel/services/{mine.username}")
     assert (await http.get(f"/panel/services/{mine.username}", headers=headers)).status_code == 200
     refused(await http.get(f"/panel/services/{theirs.username}", headers=headers), 401, "bad_signature")
+
+
+async def test_p20_charge_outcomes_are_payment_events_signed_by_the_back_office(http: httpx.AsyncClient) -> None:
+    """`charge_failed` and `charge_succeeded` on `POST /payments/events` (P20): signed with the
+    payments secret, strict like any event; an outcome for no order is recorded and answered."""
+    failed = {
+        "type": "charge_failed",
+        "order_number": "FE-1999-000042",
+        "attempt": "FE-1999-000042/1",
+        "decline": "soft",
+        "code": "insufficient_funds",
+        "message": "Insufficient funds",
+    }
+    answer = ok(await post(http, "/payments/events", failed, secret=PAYMENTS))
+    assert answer == {**answer, "status": "ignored", "attempt": "FE-1999-000042/1"}
+    assert "no order" in answer["note"]
+    assert ok(await post(http, "/payments/events", failed, secret=PAYMENTS))["status"] == "duplicate"
+    wrong = await post(http, "/payments/events", {**failed, "decline": "maybe"}, secret=PAYMENTS)
+    assert wrong.status_code == 422 and "decline" in wrong.json()["message"]
+    assert (await post(http, "/payments/events", failed, secret=PANEL)).status_code == 401
+    paid = payment("FE-1999-000042", 3050).model_dump(mode="json")
+    succeeded = {**paid, "type": "charge_succeeded", "attempt": "FE-1999-000042/2"}
+    assert ok(await post(http, "/payments/events", succeeded, secret=PAYMENTS))["status"] == "unmatched"

@@ -54,7 +54,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import Store
-from ingress.operations import Ingress, RenewalsError
+from client.renewals import Renewals, RenewalsError
 from renewals import TASK_QUEUE, workflow_id
 from renewals.dates import add_years
 from renewals.types import MAX_ADDON_QUANTITY
@@ -118,7 +118,7 @@ class RenewalsModel(RuleBasedStateMachine):
     loop: ClassVar[asyncio.AbstractEventLoop]
     env: ClassVar[WorkflowEnvironment]
     store: ClassVar[Store]
-    ingress: ClassVar[Ingress]
+    ingress: ClassVar[Renewals]
     mail_sink: ClassVar[MailSink]
 
     services = Bundle("services")
@@ -556,7 +556,7 @@ def model_settings(**overrides: Any) -> settings:
     )
 
 
-def run_machine(loop: asyncio.AbstractEventLoop, env: Any, store: Store, ingress: Ingress, sink: MailSink) -> None:
+def run_machine(loop: asyncio.AbstractEventLoop, env: Any, store: Store, ingress: Renewals, sink: MailSink) -> None:
     RenewalsModel.loop, RenewalsModel.env, RenewalsModel.store = loop, env, store
     RenewalsModel.ingress, RenewalsModel.mail_sink = ingress, sink
 
@@ -566,7 +566,7 @@ async def test_invariants_hold_under_random_sequences(env, store, ingress, mail_
     run_machine(asyncio.get_running_loop(), env, store, ingress, mail_sink)
     chosen = model_settings(
         derandomize=True,
-        max_examples=int(os.environ.get("MODEL_EXAMPLES", "15")),
+        max_examples=int(os.environ.get("MODEL_EXAMPLES", "10")),
         stateful_step_count=int(os.environ.get("MODEL_STEPS", "30")),
         phases=[Phase.explicit, Phase.generate],
     )

@@ -17,20 +17,20 @@ import httpx
 import pytest
 
 from activities.store import Store
+from client.renewals import Renewals
 from db.invoices import first_possible_day, invoice_by_number, invoice_of_order, issue_invoice
 from ingress.http import create_app
-from ingress.operations import Ingress
-from ingress.signing import signed_headers
 from renewals.billing import BillingData
 from renewals.calls import Activate, CreateOrder
-from renewals.config import load_settings
 from renewals.courtesy_copy import courtesy_pdf
 from renewals.dates import rome_today
 from renewals.events import AddonAdded, CheckoutSubmitted, DiscountCodeApplied, RenewRequested
 from renewals.invoice import schema_problems, sdi_problems
 from renewals.pricing import order_lines, quote
 from renewals.records import ServiceRecord
+from renewals.signing import signed_headers
 from renewals.types import Stage
+from settings import load_settings
 from starter import CliError, read_invoice
 from tests.conftest import (
     MailSink,
@@ -235,7 +235,7 @@ async def test_p17_billing_data_is_stored_by_import_and_read_back(store):
 
 
 @pytest.fixture(scope="module")
-async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
+async def http(ingress: Renewals) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(ingress, PANEL, "payments-test-secret"))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client

@@ -22,7 +22,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.mail import Mailer
 from activities.store import Store
-from ingress.operations import Ingress
+from client.renewals import Renewals
 from renewals import TASK_QUEUE, errors
 from renewals.calls import SendEmail
 from renewals.eligibility import last_reactivation_day
@@ -111,7 +111,7 @@ async def test_item01_unmailable_address_email_is_a_recorded_refusal_not_a_retry
 
 
 async def test_item01_unmailable_address_already_stored_never_stops_the_renewal(
-    ingress: Ingress, store: Store, env
+    ingress: Renewals, store: Store, env
 ) -> None:
     # A record imported before the check (the address goes straight to the table, as then).
     service = await new_service(store)
@@ -145,7 +145,7 @@ async def settled(store: Store, transaction_id: str) -> bool:
 
 
 async def test_item02_addon_quantities_past_the_limit_are_a_422_and_the_renewal_stays_readable(
-    ingress: Ingress, store: Store, env
+    ingress: Renewals, store: Store, env
 ) -> None:
     service = await new_service(store)
     add = {"type": "addon_added", "username": service.username, "addon": "extra_users", "quantity": 100}
@@ -162,7 +162,7 @@ async def test_item02_addon_quantities_past_the_limit_are_a_422_and_the_renewal_
     assert await failed_workflow_tasks(handle_of(env.client, service.username)) == []
 
 
-async def test_item02_active_and_cart_quantities_together_never_pass_the_limit(ingress: Ingress, store: Store) -> None:
+async def test_item02_active_and_cart_quantities_together_never_pass_the_limit(ingress: Renewals, store: Store) -> None:
     service = await new_service(store, addons=[{"addon": "extra_users", "quantity": MAX_ADDON_QUANTITY - 50}])
     add = {"type": "addon_added", "username": service.username, "addon": "extra_users", "quantity": 51}
     async with Api(ingress) as api:
@@ -174,7 +174,7 @@ async def test_item02_active_and_cart_quantities_together_never_pass_the_limit(i
 
 
 async def test_item02_a_storage_suggestion_past_the_addon_limit_never_fails_the_workflow_task(
-    ingress: Ingress, store: Store, env
+    ingress: Renewals, store: Store, env
 ) -> None:
     quota = 1024 * 1024  # 1 TiB, 150 % used: the estimate asks for some 1,600 packs of 1 GiB
     service = await new_service(store, storage_quota_mb=quota, storage_used_mb=quota * 3 // 2)
@@ -206,7 +206,7 @@ async def test_item02_a_storage_suggestion_past_the_addon_limit_never_fails_the_
     ids=["bank-statement-text", "five-digits", "140-characters", "usd", "lowercase-chf"],
 )
 async def test_item03_any_reference_or_currency_is_stored_unmatched_never_refused(
-    ingress: Ingress, store: Store, reference: str | None, currency: str
+    ingress: Renewals, store: Store, reference: str | None, currency: str
 ) -> None:
     service = await new_service(store)
     async with Api(ingress) as api:
@@ -228,7 +228,7 @@ async def test_item03_any_reference_or_currency_is_stored_unmatched_never_refuse
         assert renewal["stage"] == "AWAITING_PAYMENT" and renewal["order"]["paid_cents"] == 0
 
 
-async def test_item03_a_reference_past_140_characters_is_a_422_naming_it(ingress: Ingress) -> None:
+async def test_item03_a_reference_past_140_characters_is_a_422_naming_it(ingress: Renewals) -> None:
     async with Api(ingress) as api:
         response = await api.payment(payment_event("x" * 141, 3050))
     assert response.status_code == 422 and "order_number" in response.json()["message"], response.text
@@ -238,7 +238,7 @@ async def test_item03_a_reference_past_140_characters_is_a_422_naming_it(ingress
 
 
 async def test_item04_card_payment_received_after_the_deadline_is_unmatched_and_activates_nothing(
-    ingress: Ingress, store: Store, env
+    ingress: Renewals, store: Store, env
 ) -> None:
     """The ledger took the payment after `due_by` (the ingress died after the insert; the back
     office retries the same event): the renewal still awaits its deadline timer, but the payment
@@ -273,7 +273,7 @@ async def test_item04_card_payment_received_after_the_deadline_is_unmatched_and_
 
 
 async def test_item05_pay_by_date_in_emails_is_the_last_day_when_the_window_shortens_the_deadline(
-    ingress: Ingress, store: Store, mail_sink: MailSink
+    ingress: Renewals, store: Store, mail_sink: MailSink
 ) -> None:
     # Expired 80 days ago: the window ends in 10 days, before the 30-day deadline (P3).
     service = await new_service(store, expires_on=today() - timedelta(days=80))
@@ -297,7 +297,7 @@ async def test_item05_pay_by_date_in_emails_is_the_last_day_when_the_window_shor
 
 
 async def test_item06_bought_storage_packs_count_in_the_next_carts_storage_alert(
-    ingress: Ingress, store: Store, env
+    ingress: Renewals, store: Store, env
 ) -> None:
     service = await new_service(store, storage_quota_mb=1000, storage_used_mb=950)
     async with Api(ingress) as api:
@@ -323,7 +323,7 @@ async def test_item06_bought_storage_packs_count_in_the_next_carts_storage_alert
 # ---------------------------------------------------------------------------- 7
 
 
-async def test_item07_a_refused_press_does_not_hide_the_last_renewal(ingress: Ingress, store: Store, env) -> None:
+async def test_item07_a_refused_press_does_not_hide_the_last_renewal(ingress: Renewals, store: Store, env) -> None:
     service = await new_service(store)
     async with Api(ingress) as api:
         order = await open_and_checkout(api, service.username)
@@ -340,7 +340,7 @@ async def test_item07_a_refused_press_does_not_hide_the_last_renewal(ingress: In
 
 
 async def test_item08_a_ledger_row_left_received_is_settled_by_the_reconciler(
-    ingress: Ingress, store: Store, env
+    ingress: Renewals, store: Store, env
 ) -> None:
     service = await new_service(store)
     async with Api(ingress) as api:
@@ -364,7 +364,7 @@ def ingress_event(event: dict) -> PaymentRegistered:
 
 
 async def test_item09_a_payment_with_temporal_hanging_is_a_bounded_503_and_stays_in_the_ledger(
-    ingress: Ingress, store: Store, env
+    ingress: Renewals, store: Store, env
 ) -> None:
     service = await new_service(store)
     async with Api(ingress) as api:
@@ -374,7 +374,7 @@ async def test_item09_a_payment_with_temporal_hanging_is_a_bounded_503_and_stays
         hanging = await Client.connect(
             f"127.0.0.1:{silent.port}", namespace="default", data_converter=pydantic_data_converter, lazy=True
         )
-        async with Api(Ingress(hanging, store, POLICY, TASK_QUEUE), deadline=2) as stuck_api:
+        async with Api(Renewals(hanging, store, POLICY, TASK_QUEUE), deadline=2) as stuck_api:
             response = await stuck_api.payment(event)
             assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1, response.text
             assert stuck_api.slowest < 2 + 2
@@ -389,7 +389,7 @@ async def test_item09_a_payment_with_temporal_hanging_is_a_bounded_503_and_stays
 
 
 async def test_item10_a_panel_retry_with_its_idempotency_key_never_doubles_an_addon(
-    ingress: Ingress, store: Store
+    ingress: Renewals, store: Store
 ) -> None:
     service = await new_service(store)
     add = {"type": "addon_added", "username": service.username, "addon": "extra_users", "quantity": 2}
@@ -420,7 +420,7 @@ async def test_item11_after_an_outage_one_reminder_goes_out_and_none_after_the_d
             "payment_deadline": timedelta(seconds=10),
         }
     )
-    outage_ingress = Ingress(env.client, store, policy, task_queue)
+    outage_ingress = Renewals(env.client, store, policy, task_queue)
     service = await new_service(store)
     handle = handle_of(env.client, service.username)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-from ingress.legacy import head_of, legacy_report, needs
-from ingress.operations import Ingress
+from client.legacy import head_of, legacy_report, needs
+from client.renewals import Renewals
 from renewals import TASK_QUEUE, workflow_id
 from tests.conftest import POLICY, new_service
 
@@ -38,7 +38,7 @@ async def test_ops_legacy_names_the_open_renewals_started_under_an_old_policy(en
     await ingress.open(today.username, "renew")
     old_policy = POLICY.model_copy(update={"reactivation_last_day_included": False})
     old = await new_service(store)
-    await Ingress(env.client, store, old_policy, TASK_QUEUE).open(old.username, "renew")
+    await Renewals(env.client, store, old_policy, TASK_QUEUE).open(old.username, "renew")
 
     for service, expected in ((today, []), (old, ["r2-day-90-excluded"])):
         handle = env.client.get_workflow_handle(workflow_id(service.username))

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,12 +41,14 @@ from schemathesis.specs.openapi.checks import (
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from activities.store import Store
-from ingress.http import MAX_BODY_BYTES, create_app
+from client.renewals import Renewals
+from ingress.api.deps import MAX_BODY_BYTES
+from ingress.http import create_app
 from ingress.openapi import constraints, documented_routes
-from ingress.operations import Ingress
 from ingress.ratelimit import RateLimiter
-from ingress.signing import signed_headers
 from renewals.invoice import schema_problems
+from renewals.signing import signed_headers
+from renewals.statements import StatementRefused, read_statement
 from stack.demo import demo_services
 from stack.postgres import free_port
 from tests.conftest import eventually, today
@@ -60,7 +62,7 @@ SIGNING_HEADERS = {"x-timestamp", "x-nonce", "x-signature"}
 
 
 class Signed(requests.auth.AuthBase):
-    """Signs each request on the wire, as ingress/signing.py checks it (P21): the method, the path
+    """Signs each request on the wire, as renewals/signing.py checks it (P21): the method, the path
     and query as sent, the Idempotency-Key and the exact body bytes; the payments secret on
     /payments/*, the panel secret elsewhere.
 
@@ -120,16 +122,30 @@ def in_the_future(value: Any) -> bool:
     return when.tzinfo is not None and when > datetime.now(UTC) + timedelta(minutes=4)
 
 
+def not_a_statement(case: schemathesis.Case) -> bool:
+    """A body for `POST /payments/statements` that is not a camt.053 statement: the document's schema
+    for it is any bytes (XML validity is the official XSD's, P19), so a fuzzed one is a 422."""
+    if case.path != "/payments/statements":
+        return False
+    body = case.body if isinstance(case.body, bytes) else str(case.body).encode()
+    try:
+        read_statement(body, today=date.today())
+    except StatementRefused:
+        return True
+    return False
+
+
 def check(case: schemathesis.Case, base_url: str, session: requests.Session) -> None:
     """One request, signed, and every default check on its answer.
 
-    Two deliberate exceptions, where valid data by JSON Schema is a 422 by a rule it cannot express:
+    Three deliberate exceptions, where valid data by JSON Schema is a 422 by a rule it cannot express:
     JSON Schema counts 3050.0 as an integer, while the ingress reads JSON strictly (a float for cents
-    is a 422, tests/test_hostile_input.py); and a `registered_at` more than 5 minutes ahead of our
-    clock is refused (P17, the description says so). For such a body the answer must be exactly that
-    422, and positive_data_acceptance alone is set aside."""
+    is a 422, tests/test_hostile_input.py); a `registered_at` more than 5 minutes ahead of our clock
+    is refused (P17, the description says so); and a statement must be camt.053 by its official
+    schema (P19). For such a body the answer must be exactly that 422, and positive_data_acceptance
+    alone is set aside."""
     positive = case.meta is not None and case.meta.generation.mode.is_positive
-    lenient = positive and (whole_float(case.body) or in_the_future(case.body))
+    lenient = positive and (whole_float(case.body) or in_the_future(case.body) or not_a_statement(case))
     excluded = [positive_data_acceptance] if lenient else []
     response = case.call_and_validate(
         base_url=base_url, session=session, auth=Signed(), timeout=20, excluded_checks=excluded
@@ -196,7 +212,7 @@ async def serving(app: ASGIApp, log_level: str = "warning") -> AsyncIterator[str
 
 
 @pytest.fixture(scope="module")
-async def served(ingress: Ingress, store: Store) -> AsyncIterator[tuple[FastAPI, CountRequests, str]]:
+async def served(ingress: Renewals, store: Store) -> AsyncIterator[tuple[FastAPI, CountRequests, str]]:
     # The demo services of `make run`, which the document's examples name.
     await store.services.upsert(demo_services(today()))
     # The production limiter, with room for the fuzzer's bursts; a 429 still comes when it hammers one username.
@@ -245,7 +261,7 @@ async def test_openapi_document_is_valid_openapi_3_1_and_documents_every_route(s
 async def test_the_committed_copy_is_the_served_document(served: Any) -> None:
     app, _, _ = served
     committed = json.loads((Path(__file__).resolve().parent.parent / "docs" / "openapi.json").read_text())
-    assert committed == app.openapi(), "docs/openapi.json is stale: python -m ingress.openapi > docs/openapi.json"
+    assert committed == app.openapi(), "docs/openapi.json is stale: python -m ingress.http > docs/openapi.json"
 
 
 async def test_every_answer_carries_an_example_that_matches_its_schema(served: Any) -> None:
@@ -258,11 +274,15 @@ async def test_every_answer_carries_an_example_that_matches_its_schema(served: A
             if "requestBody" in operation:
                 bodies.append(("request", operation["requestBody"]))
             for what, body in bodies:
-                if "application/xml" in body["content"]:  # P17: the invoice, a FatturaPA document
+                if "application/xml" in body["content"]:
+                    # P17: the invoice, a FatturaPA document; P19: a bank statement, camt.053.
                     xml_examples = body["content"]["application/xml"]["examples"]
                     assert xml_examples, f"{method} {path} {what} has no example"
                     for name, example in xml_examples.items():
-                        assert schema_problems(example["value"].encode()) == [], f"{method} {path} {what} {name}"
+                        if path == "/payments/statements":
+                            assert read_statement(example["value"].encode(), today=date(2026, 3, 3)).entries
+                        else:
+                            assert schema_problems(example["value"].encode()) == [], f"{method} {path} {what} {name}"
                         seen += 1
                     continue
                 content = body["content"]["application/json"]
@@ -348,14 +368,14 @@ def answer_to(document: dict[str, Any], base_url: str, method: str, path: str, *
     return response
 
 
-async def test_413_429_and_503_answer_as_documented(ingress: Ingress, served: Any) -> None:
+async def test_413_429_and_503_answer_as_documented(ingress: Renewals, served: Any) -> None:
     app, _, _ = served
     document = app.openapi()
     big = {"type": "renew_requested", "username": "x" * (MAX_BODY_BYTES + 1)}
     tight = create_app(ingress, PANEL, PAYMENTS, RateLimiter(rate=0.01, burst=1))
     # PostgreSQL that does not answer: a pool on a port where nothing listens (no connection at start).
     nowhere = Store(await asyncpg.create_pool(f"postgresql://postgres@127.0.0.1:{free_port()}/renewals", min_size=0))
-    down = create_app(Ingress(ingress.client, nowhere, ingress.policy, ingress.task_queue), PANEL, PAYMENTS)
+    down = create_app(Renewals(ingress.client, nowhere, ingress.policy, ingress.task_queue), PANEL, PAYMENTS)
     # (uvicorn logs the ingress's own 503s as errors: expected here, so not shown)
     async with serving(tight) as tight_url, serving(down, "critical") as down_url:
 

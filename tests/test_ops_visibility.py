@@ -127,14 +127,14 @@ def _txn(events: list[Any]) -> str:
 async def test_an_activity_stuck_in_retries_shows_its_last_error(env, store):
     """SMTP down: the email activity retries, and describe (the UI's Pending Activities) says why."""
     from activities.mail import Mailer
-    from ingress.operations import Ingress
+    from client.renewals import Renewals
     from stack.postgres import free_port
     from tests.conftest import POLICY
     from worker import build_worker
 
     task_queue = "renewals-smtp-down"
     nowhere = Mailer(store, "127.0.0.1", free_port(), "Rinnovi <rinnovi@renewals.localhost>")
-    ingress = Ingress(env.client, store, POLICY, task_queue)
+    ingress = Renewals(env.client, store, POLICY, task_queue)
     service = await new_service(store)
     handle = handle_of(env.client, service.username)
     async with build_worker(env.client, store, nowhere, task_queue):

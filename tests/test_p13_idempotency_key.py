@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from activities.store import Store
+from client.renewals import Renewals
 from ingress.http import create_app
 from ingress.idempotency import Answer, IdempotencyKeys, KeyRefused, fingerprint
-from ingress.operations import Ingress
-from ingress.signing import signed_headers
 from renewals.events import AddonAdded
+from renewals.signing import signed_headers
 from tests.conftest import eventually, new_service
 
 PANEL = "panel-test-secret"
@@ -25,7 +25,7 @@ PAYMENTS = "payments-test-secret"
 
 
 @pytest.fixture(scope="module")
-async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
+async def http(ingress: Renewals) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(ingress, PANEL, PAYMENTS))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
@@ -204,7 +204,7 @@ async def test_p13_a_claim_whose_request_died_is_taken_over_after_its_lease(stor
     assert (await keys.answer_once(username, key, b"x", works)).status == 200
 
 
-async def test_p13_a_retry_whose_first_attempt_reached_the_renewal_changes_nothing(http, store, ingress: Ingress):
+async def test_p13_a_retry_whose_first_attempt_reached_the_renewal_changes_nothing(http, store, ingress: Renewals):
     """The gap a stored answer cannot close: the first attempt timed out (no answer kept, the key
     released) after its update reached the renewal. The key is the update's id, so the retry gets
     the first update's outcome from Temporal instead of adding the add-on again."""

@@ -14,11 +14,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.store import Store
+from client.renewals import Renewals
 from ingress.bounds import REQUEST_DEADLINE_SECONDS
 from ingress.http import create_admin_app, create_app
-from ingress.operations import Ingress
-from ingress.signing import signed_headers
-from renewals.config import load_settings
+from renewals.signing import signed_headers
+from settings import load_settings
 from starter import server_configs
 from tests.conftest import POLICY, eventually, new_service
 
@@ -88,7 +88,7 @@ def assert_unavailable(response: httpx.Response) -> None:
 
 async def test_p14_temporal_hanging_answers_503_with_retry_after_within_15_s(store: Store, silent: Silent):
     # The production deadline, not a shortened one: this is the figure P14 promises.
-    ingress = Ingress(await hanging_temporal(silent), store, POLICY, "renewals")
+    ingress = Renewals(await hanging_temporal(silent), store, POLICY, "renewals")
     service = await new_service(store)
     async with client_of(create_app(ingress, PANEL, PAYMENTS)) as http:
         started = time.monotonic()
@@ -100,7 +100,7 @@ async def test_p14_temporal_hanging_answers_503_with_retry_after_within_15_s(sto
 
 
 async def test_p14_temporal_hanging_on_an_update_answers_503(store: Store, silent: Silent):
-    ingress = Ingress(await hanging_temporal(silent), store, POLICY, "renewals")
+    ingress = Renewals(await hanging_temporal(silent), store, POLICY, "renewals")
     service = await new_service(store)
     body = f'{{"type":"renew_requested","username":"{service.username}"}}'.encode()
     async with client_of(create_app(ingress, PANEL, PAYMENTS, deadline=2)) as http:
@@ -110,8 +110,8 @@ async def test_p14_temporal_hanging_on_an_update_answers_503(store: Store, silen
     assert time.monotonic() - started < 2 + 2
 
 
-async def test_p14_postgres_hanging_answers_503_with_retry_after(ingress: Ingress, silent: Silent):
-    hanging = Ingress(ingress.client, await hanging_store(silent), POLICY, "renewals")
+async def test_p14_postgres_hanging_answers_503_with_retry_after(ingress: Renewals, silent: Silent):
+    hanging = Renewals(ingress.client, await hanging_store(silent), POLICY, "renewals")
     async with client_of(create_app(hanging, PANEL, PAYMENTS, deadline=2)) as http:
         started = time.monotonic()
         read = await signed_get(http, "/panel/services/anyone")
@@ -122,7 +122,7 @@ async def test_p14_postgres_hanging_answers_503_with_retry_after(ingress: Ingres
     assert silent.accepted >= 1 and took < 2 * 2 + 2
 
 
-async def test_p14_postgres_waiting_on_a_lock_answers_503(ingress: Ingress, store: Store):
+async def test_p14_postgres_waiting_on_a_lock_answers_503(ingress: Renewals, store: Store):
     # A real PostgreSQL that does not answer in time: a session holds a lock the read needs.
     service = await new_service(store)
     async with store.pool.acquire() as blocker, blocker.transaction():
@@ -135,7 +135,7 @@ async def test_p14_postgres_waiting_on_a_lock_answers_503(ingress: Ingress, stor
 
 
 async def test_p14_beyond_the_concurrency_cap_answers_503_with_retry_after_at_once(store: Store, silent: Silent):
-    ingress = Ingress(await hanging_temporal(silent), store, POLICY, "renewals")
+    ingress = Renewals(await hanging_temporal(silent), store, POLICY, "renewals")
     service = await new_service(store)
     async with client_of(create_app(ingress, PANEL, PAYMENTS, deadline=2, max_concurrency=1)) as http:
         first = asyncio.create_task(signed_get(http, f"/panel/renewals/{service.username}"))
@@ -157,7 +157,7 @@ def test_p14_uvicorn_caps_connections_above_the_apps_own_cap():
 
 
 async def test_p14_healthz_is_a_cached_answer_without_exception_text(store: Store, silent: Silent):
-    ingress = Ingress(await hanging_temporal(silent), store, POLICY, "renewals")
+    ingress = Renewals(await hanging_temporal(silent), store, POLICY, "renewals")
     app = create_app(ingress, PANEL, PAYMENTS)
     async with client_of(app) as http, client_of(create_admin_app(app)) as admin:
         first = await http.get("/healthz")

@@ -1,5 +1,5 @@
 """Automatic renewal (P16, R1, R5): the renewal workflow's mode `auto_renew`, as the daily run starts
-it (ingress/starts.py), the charge request to the payments back office, and the panel's
+it (client/starts.py), the charge request to the payments back office, and the panel's
 `auto_renew_changed`.
 
 Real parts: the Temporal dev server with per-workflow time skipping, PostgreSQL, the SMTP sink, and
@@ -23,15 +23,15 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import ActivityEnvironment
 
 from activities.charges import Charges
+from client.renewals import AUTO_RENEW_OFF, RenewalsError
+from client.starts import start_auto_renewal
 from ingress.http import create_app
-from ingress.operations import AUTO_RENEW_OFF, RenewalsError
-from ingress.signing import Received, SignatureError, signed_headers, verify
-from ingress.starts import start_auto_renewal
 from renewals import TASK_QUEUE
 from renewals.calls import SendEmail
 from renewals.dates import add_years, start_of_day
 from renewals.events import AutoRenewChanged, CheckoutSubmitted, RenewRequested
 from renewals.records import AddonQuantity
+from renewals.signing import Received, SignatureError, signed_headers, verify
 from renewals.types import Stage
 from renewals.views import ServiceStatusView
 from renewals.year import notice_key
@@ -146,7 +146,8 @@ async def test_p16_card_auto_order_posts_a_signed_charge_request_retried_until_a
         # Signed as the ingress verifies (P21): the method, the path and query, the key, the body;
         # each attempt anew, with the order number as its Idempotency-Key.
         for path, headers, body in receiver.requests:
-            assert (path, headers["idempotency-key"]) == ("/charges?from=renewals", order["order_number"])
+            # One charge per key: the attempt's id (P20), the same on every POST of the attempt.
+            assert (path, headers["idempotency-key"]) == ("/charges?from=renewals", f"{order['order_number']}/1")
             received = Received(
                 "POST",
                 path,
@@ -163,6 +164,7 @@ async def test_p16_card_auto_order_posts_a_signed_charge_request_retried_until_a
         event = json.loads(receiver.requests[-1][2])
         assert event == {
             "type": "charge_requested",
+            "attempt": f"{order['order_number']}/1",
             "order_number": order["order_number"],
             "username": user,
             "amount_cents": order["total_cents"],

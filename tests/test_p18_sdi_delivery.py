@@ -20,14 +20,14 @@ from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from client.deliveries import Deliveries, DeliveryRefused
 from db import sdi as table
 from db.invoices import invoice_by_number, invoice_of_order
-from ingress.deliveries import Deliveries, DeliveryRefused
-from ingress.signing import signed_headers
 from renewals import delivery_id
 from renewals.delivery import DeliveryView
 from renewals.events import CheckoutSubmitted, RenewRequested
 from renewals.sdicoop import TYPES_NS, read_notification
+from renewals.signing import signed_headers
 from renewals.types import Stage
 from stack.sdi import ensure_certificate, notification_xml, sign_notification
 from tests.conftest import (

@@ -14,9 +14,9 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import Store
+from client.renewals import Renewals
 from ingress.http import create_admin_app, create_app
-from ingress.operations import Ingress
-from ingress.signing import signed_headers
+from renewals.signing import signed_headers
 from stack.postgres import free_port
 from tests.conftest import ROOT, eventually, new_service
 
@@ -135,7 +135,7 @@ async def signed(client: httpx.AsyncClient, path: str, secret: str) -> httpx.Res
     return await client.get(path, headers=signed_headers(secret, "GET", path))
 
 
-async def test_rotation_the_previous_value_is_accepted_a_removed_one_refused(ingress: Ingress, store: Store):
+async def test_rotation_the_previous_value_is_accepted_a_removed_one_refused(ingress: Renewals, store: Store):
     service = await new_service(store)
     path = f"/panel/services/{service.username}"
     # PANEL_SECRET was OLD; now "GOOD,OLD" while the panel moves to GOOD; then "GOOD" alone.
@@ -153,7 +153,7 @@ async def test_rotation_the_previous_value_is_accepted_a_removed_one_refused(ing
         assert refused["error"] == "bad_signature"
 
 
-async def test_the_public_app_answers_404_for_docs_openapi_and_metrics(ingress: Ingress):
+async def test_the_public_app_answers_404_for_docs_openapi_and_metrics(ingress: Renewals):
     public = create_app(ingress, GOOD_PANEL, GOOD_PAYMENTS)
     admin = create_admin_app(public)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=public), base_url="http://test") as client:

@@ -6,7 +6,7 @@ import httpx
 
 from ingress.http import create_app
 from ingress.ratelimit import RateLimiter
-from ingress.signing import signed_headers
+from renewals.signing import signed_headers
 
 PANEL, PAYMENTS = "rate-panel-secret", "rate-payments-secret"
 

@@ -10,7 +10,7 @@ from temporalio import activity
 
 from activities.mail import Mailer
 from activities.store import Store
-from ingress.operations import Ingress
+from client.renewals import Renewals
 from renewals.calls import CloseOrder
 from renewals.events import CheckoutSubmitted, RenewRequested
 from renewals.types import Stage
@@ -34,7 +34,7 @@ class HeldClose(Store):
         await super().close_order(request)
 
 
-async def checkout(ingress: Ingress, username: str) -> str:
+async def checkout(ingress: Renewals, username: str) -> str:
     await ingress.panel(RenewRequested(type="renew_requested", username=username))
     order = await ingress.panel(
         CheckoutSubmitted(type="checkout_submitted", username=username, payment_method="bank_transfer", years=1)
@@ -45,7 +45,7 @@ async def checkout(ingress: Ingress, username: str) -> str:
 async def test_p10_a_payment_arriving_while_the_order_lapses_is_unmatched(env, store, mailer):
     held = HeldClose(store)
     task_queue = "renewals-held-close"
-    ingress = Ingress(env.client, store, POLICY, task_queue)
+    ingress = Renewals(env.client, store, POLICY, task_queue)
     service = await new_service(store)
     async with build_worker(env.client, held, mailer, task_queue):
         try:
@@ -75,7 +75,7 @@ async def test_an_address_the_mail_server_refuses_does_not_stop_the_renewal(env,
     refusing = Controller(RefuseEveryone(), hostname="127.0.0.1", port=port)
     refusing.start()
     task_queue = "renewals-refused-mail"
-    ingress = Ingress(env.client, store, POLICY, task_queue)
+    ingress = Renewals(env.client, store, POLICY, task_queue)
     service = await new_service(store)
     try:
         mailer = Mailer(store, "127.0.0.1", port, "Rinnovi <rinnovi@renewals.localhost>")

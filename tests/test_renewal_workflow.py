@@ -2,7 +2,7 @@
 
 Real parts: the Temporal dev server with per-workflow time skipping (days pass with
 `env.fast_forward`), embedded PostgreSQL, and the aiosmtpd sink that really receives the mail.
-The panel's side goes through `Ingress`, the same mapping HTTP and CLI use.
+The panel's side goes through `Renewals`, the same mapping HTTP and CLI use.
 """
 
 from datetime import timedelta
@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import EventType
 
-from ingress.operations import Ingress, RenewalsError
+from client.renewals import Renewals, RenewalsError
+from renewals.creditor_reference import causale
 from renewals.dates import add_years, start_of_day
 from renewals.events import (
     AddonAdded,
@@ -27,7 +28,7 @@ from renewals.views import CartView, OrderView
 from tests.conftest import eventually, handle_of, new_service, pay, today, view, wait_stage
 
 
-async def open_cart(ingress: Ingress, username: str, mode: str = "renew") -> CartView:
+async def open_cart(ingress: Renewals, username: str, mode: str = "renew") -> CartView:
     event = (
         RenewRequested(type="renew_requested", username=username)
         if mode == "renew"
@@ -38,7 +39,7 @@ async def open_cart(ingress: Ingress, username: str, mode: str = "renew") -> Car
     return cart
 
 
-async def checkout(ingress: Ingress, username: str, years: int = 1, method: str = "bank_transfer") -> OrderView:
+async def checkout(ingress: Renewals, username: str, years: int = 1, method: str = "bank_transfer") -> OrderView:
     order = await ingress.panel(
         CheckoutSubmitted(type="checkout_submitted", username=username, payment_method=method, years=years)  # type: ignore[arg-type]
     )
@@ -220,7 +221,8 @@ async def test_r6_checkout_confirms_the_order_and_emails_payment_instructions(en
         "BONIFICO BANCARIO",
         "BOLLETTINO POSTALE",
         "€ 91,50",
-        f"Causale: Rinnovo ordine {order.order_number}",
+        # P19: the RF reference and the order number, beside the IBAN.
+        f"Causale: {causale(order.order_number)}",
     ):
         assert detail in body
     row = await order_row(store, order.order_number)

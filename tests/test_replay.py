@@ -20,15 +20,16 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from ingress.operations import Ingress, RenewalsError
+from client.renewals import Renewals, RenewalsError
 from renewals.events import AddonAdded, CheckoutSubmitted, DiscountCodeApplied, ReactivateRequested, RenewRequested
 from renewals.types import Stage
 from tests.conftest import handle_of, new_service, pay, today
 from workflows.invoice import InvoiceDelivery
-from workflows.renewal import INSTANT_PAYMENT_GRACE_PATCH, RENEWAL_V2_PATCH, RenewalWorkflow
+from workflows.path import RENEWAL_V2_PATCH
+from workflows.renewal import INSTANT_PAYMENT_GRACE_PATCH, RenewalWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
-# Recorded before RENEWAL_V2_PATCH (issue 14): renewals still running then replay on the legacy branches.
+# Recorded before RENEWAL_V2_PATCH: renewals still running then replay on the legacy branches.
 BEFORE_V2 = HISTORIES / "before-v2"
 RECORD = os.environ.get("RENEWALS_RECORD_HISTORIES") == "1"
 
@@ -38,7 +39,7 @@ def replayer() -> Replayer:
     return Replayer(workflows=[RenewalWorkflow, InvoiceDelivery], data_converter=pydantic_data_converter)
 
 
-async def happy_path(env, store, ingress: Ingress) -> str:
+async def happy_path(env, store, ingress: Renewals) -> str:
     service = await new_service(store)
     user = service.username
     await ingress.panel(RenewRequested(type="renew_requested", username=user))
@@ -53,7 +54,7 @@ async def happy_path(env, store, ingress: Ingress) -> str:
     return user
 
 
-async def lapsed(env, store, ingress: Ingress) -> str:
+async def lapsed(env, store, ingress: Renewals) -> str:
     service = await new_service(store)
     user = service.username
     await ingress.panel(RenewRequested(type="renew_requested", username=user))
@@ -64,7 +65,7 @@ async def lapsed(env, store, ingress: Ingress) -> str:
     return user
 
 
-async def cancelled_reactivation(env, store, ingress: Ingress) -> str:
+async def cancelled_reactivation(env, store, ingress: Renewals) -> str:
     service = await new_service(store, expires_on=today() - timedelta(days=20))
     user = service.username
     await ingress.panel(ReactivateRequested(type="reactivate_requested", username=user))
@@ -74,7 +75,7 @@ async def cancelled_reactivation(env, store, ingress: Ingress) -> str:
     return user
 
 
-async def card_paid_at_once(env, store, ingress: Ingress) -> str:
+async def card_paid_at_once(env, store, ingress: Renewals) -> str:
     service = await new_service(store)
     user = service.username
     await ingress.panel(RenewRequested(type="renew_requested", username=user))
@@ -85,14 +86,14 @@ async def card_paid_at_once(env, store, ingress: Ingress) -> str:
     return user
 
 
-async def abandoned(env, store, ingress: Ingress) -> str:
+async def abandoned(env, store, ingress: Renewals) -> str:
     service = await new_service(store)
     await ingress.panel(RenewRequested(type="renew_requested", username=service.username))
     await env.fast_forward(handle_of(env.client, service.username), timedelta(days=8))
     return service.username
 
 
-async def refused(env, store, ingress: Ingress) -> str:
+async def refused(env, store, ingress: Renewals) -> str:
     service = await new_service(store, auto_renew=True)
     with pytest.raises(RenewalsError):
         await ingress.panel(RenewRequested(type="renew_requested", username=service.username))

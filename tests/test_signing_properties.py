@@ -1,6 +1,6 @@
 """Security of the ingress (issue 6): properties of the signature scheme of DESIGN.md §5.
 
-First on ingress/signing.py alone: any change to the body, the timestamp or the signature is
+First on renewals/signing.py alone: any change to the body, the timestamp or the signature is
 refused, a timestamp more than 300 s from the clock is refused, a correct signature within the
 window passes, and a refusal never tells the secret; so is any change to what P21 adds (the
 method, the path and query, Idempotency-Key, the nonce). Then over HTTP, against the real app and
@@ -31,9 +31,9 @@ from temporalio.testing import WorkflowEnvironment
 
 import ingress.http
 from activities.store import Store
+from client.renewals import Renewals
 from ingress.http import create_app
-from ingress.operations import Ingress
-from ingress.signing import TOLERANCE_SECONDS, Received, SignatureError, Verified, sign, signed_headers, verify
+from renewals.signing import TOLERANCE_SECONDS, Received, SignatureError, Verified, sign, signed_headers, verify
 from renewals.types import Stage
 from tests.conftest import handle_of, new_service, payment, unique, view
 
@@ -65,7 +65,7 @@ def v2(secret: str, timestamp: int, body: bytes, **what: Any) -> str:
 
 
 def check(secret: str, timestamp: str | None, signature: str | None, body: bytes, now: float, **what: Any) -> Verified:
-    """ingress/signing.py's verdict on a request to /panel/events (or as `what` says it came)."""
+    """renewals/signing.py's verdict on a request to /panel/events (or as `what` says it came)."""
     received = Received(
         what.get("method", "POST"),
         what.get("target", EVENTS),
@@ -84,7 +84,7 @@ def refused(secret: str, timestamp: str | None, signature: str | None, body: byt
     return str(raised.value)
 
 
-# ---------------------------------------------------------------------------- ingress/signing.py
+# ---------------------------------------------------------------------------- renewals/signing.py
 
 
 @PROPERTY
@@ -267,7 +267,7 @@ PAYMENTS = f"payments-{uuid.uuid4().hex}"
 class Recorder:
     """The real ingress, noting each call: a refused request must reach none of it."""
 
-    def __init__(self, real: Ingress) -> None:
+    def __init__(self, real: Renewals) -> None:
         self.real = real
         self.store = real.store
         self.client = real.client
@@ -319,7 +319,7 @@ def runner(loop: asyncio.AbstractEventLoop) -> Callable[[Awaitable[Any]], Any]:
 
 
 @pytest.fixture(scope="module")
-def recorder(ingress: Ingress) -> Recorder:
+def recorder(ingress: Renewals) -> Recorder:
     return Recorder(ingress)
 
 

@@ -33,8 +33,8 @@ import httpx
 import pytest
 
 from activities.store import Store
-from ingress.signing import signed_headers
 from renewals.records import ServiceRecord
+from renewals.signing import signed_headers
 from stack.children import WORKER_BY, PidFiles, command_of, die_with_parent, start_time
 from stack.ports import port_is_free
 from tests.conftest import ROOT, stack_env, today

@@ -22,12 +22,12 @@ from temporalio import activity
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.store import Store
+from client.renewals import Renewals
 from ingress.http import create_admin_app, create_app
-from ingress.operations import Ingress
-from ingress.signing import signed_headers
 from renewals import workflow_id
-from renewals.config import ConfigurationError, Settings, load_settings
 from renewals.events import CheckoutSubmitted, RenewRequested
+from renewals.signing import signed_headers
+from settings import ConfigurationError, Settings, load_settings
 from stack.postgres import free_port
 from telemetry import JsonFormatter, worker_runtime
 from tests.conftest import POLICY, ROOT, MailSink, new_service, payment, unique
@@ -110,7 +110,7 @@ async def test_lines_logged_inside_an_activity_carry_its_renewal_id(json_log):
 
 
 @pytest.fixture
-async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
+async def http(ingress: Renewals) -> AsyncIterator[httpx.AsyncClient]:
     """The public app; `/metrics` is on its admin app, the client's `admin` attribute."""
     app = create_app(ingress, PANEL, PAYMENTS)
     transport = httpx.ASGITransport(app=app)
@@ -249,7 +249,7 @@ async def test_worker_logs_json_serves_sdk_metrics_and_stops_on_sigterm(env, sto
     )
     try:
         # A renewal on this worker's own task queue, so the worker under test runs its activities.
-        ingress = Ingress(env.client, store, POLICY, queue)
+        ingress = Renewals(env.client, store, POLICY, queue)
         service = await new_service(store)
         await ingress.panel(RenewRequested(type="renew_requested", username=service.username))
         order = await ingress.panel(

@@ -210,7 +210,7 @@ def client_store(worker: Worker, store: Store) -> tuple[Client, Store]:
 
 
 def test_year_policy_defaults_match_the_settings() -> None:
-    from renewals.config import Settings
+    from settings import Settings
 
     assert Settings().year() == YearPolicy()
 
@@ -219,7 +219,7 @@ async def test_p15_the_daily_schedule_runs_in_the_rome_calendar_and_catches_up(w
     from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
     from renewals import DAILY_SCHEDULE_ID
-    from renewals.config import Settings
+    from settings import Settings
     from worker import DAILY_CATCHUP, ensure_daily_schedule
 
     handle = worker.client.get_schedule_handle(DAILY_SCHEDULE_ID)

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.store import Store
-from ingress.operations import Ingress
+from client.renewals import Renewals
 from renewals import TASK_QUEUE
 from renewals.dates import add_years, start_of_day
 from renewals.eligibility import eligibility
@@ -47,7 +47,7 @@ async def keys(store: Store, usernames: list[str]) -> set[tuple[str, str]]:
 
 @pytest.mark.timeout(240)
 async def test_p15_p16_r2_three_services_walked_through_a_whole_year(
-    env: WorkflowEnvironment, worker: Worker, store: Store, ingress: Ingress, mail_sink: MailSink
+    env: WorkflowEnvironment, worker: Worker, store: Store, ingress: Renewals, mail_sink: MailSink
 ) -> None:
     client = env.client
     purchased = {"purchased_on": EXPIRES - timedelta(days=365), "expires_on": EXPIRES}

@@ -67,7 +67,15 @@ class Bookkeeping:
     def _show_details(self, next_wake: datetime | None = None, what: str = "") -> None:
         state = self.state
         workflow.set_current_details(
-            current_details(state.phase.stage, state.reason, state.order, state.last_event, next_wake, what)
+            current_details(
+                state.phase.stage,
+                state.reason,
+                state.order,
+                state.last_event,
+                next_wake,
+                what,
+                state.dunning.details() if state.dunning else (),
+            )
         )
 
     # ------------------------------------------------------------------ emails

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from renewals import errors
     from renewals.calls import RequestCharge, SendEmail, SettlePayment
     from renewals.pricing import euro
+    from workflows.path import BEFORE_RUN
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -38,7 +39,8 @@ EMAIL_TIMEOUT = timedelta(minutes=10)
 
 class Effects:
     def __init__(self, on_refused: Callable[[SendEmail, str], None], on_sent: Callable[[SendEmail], None]) -> None:
-        self.v2 = False
+        # Set once by `run` (workflows/path.py); what differs between older and newer renewals.
+        self.path = BEFORE_RUN
         self._on_refused, self._on_sent = on_refused, on_sent
         self._background: list[asyncio.Task[None]] = []
         self._outbox: list[SendEmail | SettlePayment] = []
@@ -49,22 +51,23 @@ class Effects:
         return workflow.execute_activity_method(method, arg, retry_policy=RETRY, summary=summary, **options)
 
     def read(self, method: Callable[[Any, A], Awaitable[R]], arg: A, *, summary: str) -> Awaitable[R]:
-        """A read of PostgreSQL: a local activity (no round trip through the server) on the v2 path."""
-        if not self.v2:
+        """A read of PostgreSQL: a local activity on the newer path (Path.local_reads)."""
+        if not self.path.local_reads:
             return self.call(method, arg, summary=summary)
         return workflow.execute_local_activity_method(
             method, arg, retry_policy=RETRY, start_to_close_timeout=ACTIVITY_TIMEOUT, summary=summary
         )
 
     async def email(self, request: SendEmail) -> None:
-        """One logical email, keyed so a retry never sends it twice; in the background on v2."""
-        if self.v2:
+        """One logical email, keyed so a retry never sends it twice; in the background on the newer
+        path (Path.background_writes)."""
+        if self.path.background_writes:
             self._in_background(self._send(request))
         else:
             await self._send(request)
 
     def charge(
-        self, request: RequestCharge, until: timedelta, then: SendEmail, on_failed: Callable[[str], None]
+        self, request: RequestCharge, until: timedelta, then: SendEmail | None, on_failed: Callable[[str], None]
     ) -> None:
         """P16, in the background: the charge request, retried until the back office acknowledges it
         (for at most `until`: past the order's deadline a charge is no use), then the email telling
@@ -76,19 +79,21 @@ class Effects:
                     Charges.request_charge,
                     request,
                     schedule_to_close_timeout=until,
-                    summary=f"charge request {request.order_number}: {euro(request.amount_cents)} by {request.method}",
+                    summary=f"charge request {request.attempt or request.order_number}: "
+                    f"{euro(request.amount_cents)} by {request.method}",
                 )
             except ActivityError as error:
                 on_failed(str(error.cause or error))
                 return
-            await self._send(then)
+            if then is not None:
+                await self._send(then)
 
         self._in_background(charge())
 
     async def record_payment(self, settle: SettlePayment, then: SendEmail | None) -> bool:
         """The ledger write of a payment the order decided (and its balance email). True when it
-        is queued for `run` to drain (the legacy path)."""
-        if self.v2:
+        is queued for `run` to drain (the older path)."""
+        if self.path.background_writes:
             self._in_background(self._settle(settle))
             if then is not None:
                 await self.email(then)

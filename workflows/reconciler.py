@@ -9,7 +9,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payments import PaymentDesk
+    from activities.payments import Reconciler
     from renewals import RECONCILER_WORKFLOW_TYPE
     from renewals.messages import Reconcile, Reconciled
     from renewals.pricing import euro
@@ -24,7 +24,7 @@ class LedgerReconciler:
     @workflow.run
     async def run(self, request: Reconcile) -> Reconciled:
         result = await workflow.execute_activity_method(
-            PaymentDesk.redeliver_stuck_payments,
+            Reconciler.redeliver_stuck_payments,
             request,
             start_to_close_timeout=timedelta(minutes=10),
             # The activity beats once per row, and a row may take its whole row_timeout.

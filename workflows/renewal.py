@@ -20,15 +20,18 @@ with workflow.unsafe.imports_passed_through():
     from renewals.calls import (
         Activate,
         ChangeDueBy,
+        ChangeMethod,
         CloseOrder,
         EmailTemplate,
         FindDiscountCode,
         FindOnTimePayments,
         LoadService,
+        SendEmail,
         SettlePayment,
     )
     from renewals.cart import Cart
     from renewals.dates import after, rome_today
+    from renewals.dunning import ChargeDeclined, Dunning
     from renewals.durations import format_duration
     from renewals.eligibility import auto_renew_refusal, refusal
     from renewals.emails import expired_notice
@@ -39,28 +42,26 @@ with workflow.unsafe.imports_passed_through():
         Checkout,
         ExtendDeadline,
         OpenRequest,
+        PayByTransfer,
         PaymentEntry,
         RemoveAddon,
         RenewalInput,
         RenewalResult,
+        RetryCharge,
     )
     from renewals.order import Order, without_order
     from renewals.pricing import discount_refusal, euro
     from renewals.reminders import next_step
     from renewals.terms import years_refusal
     from renewals.types import INSTANT_METHODS, Stage
-    from renewals.views import CartView, OrderView, PaymentOutcome, RenewalView
+    from renewals.views import CartView, ChargeAttemptView, OrderView, PaymentOutcome, RenewalView
 
     # Deterministic workflow code in modules of their own: passed through like the models, so
     # the sandbox imports them once, not once per renewal (Temporal's own advice, for speed).
     from workflows.bookkeeping import Bookkeeping
+    from workflows.path import decide
     from workflows.state import Phase, refuse
 
-# Renewals started before the v2 path replay their recorded command sequence (tests/histories/);
-# those started after record this marker first and take the v2 path (workflows/effects.py):
-# reads as local activities, no redundant search-attribute upsert, emails and ledger writes in
-# the background (P14), overdue reminders coalesced and none past the deadline.
-RENEWAL_V2_PATCH = "renewal-v2"
 INSTANT_PAYMENT_GRACE_PATCH = "instant-payment-grace"
 # P12 at the deadline: before an order lapses, the payments the ledger took in time are applied
 # (renewals that lapsed before this marker replay their close as recorded).
@@ -77,8 +78,8 @@ class RenewalWorkflow(Bookkeeping):
 
     @workflow.run
     async def run(self, input: RenewalInput) -> RenewalResult:
-        v2 = self.effects.v2 = workflow.patched(RENEWAL_V2_PATCH)
-        if not v2:
+        path = self.effects.path = decide()
+        if path.username_set_again:
             workflow.upsert_search_attributes([sa.USERNAME.value_set(input.username)])
         await self._open(input)
         if self.state.phase == Phase.CART:
@@ -168,13 +169,15 @@ class RenewalWorkflow(Bookkeeping):
         if automatic:
             # P16: a card or PayPal order is charged by the back office (no reminders: nothing for
             # the customer to do); a bank transfer or postal slip order is paid as any other (P2).
+            if order.method in INSTANT_METHODS and self.effects.path.charge_retries:
+                state.dunning = Dunning()
             await self._announce_automatic_order(order)
         # R6: instructions only "if it is not paid at once" (a versioned change: renewals started
         # before it have no marker in their history and keep emailing at once).
-        elif self.effects.v2 or workflow.patched(INSTANT_PAYMENT_GRACE_PATCH):
+        elif self.effects.path.grace_within_deadline or workflow.patched(INSTANT_PAYMENT_GRACE_PATCH):
             if order.method in INSTANT_METHODS:
                 grace = input.policy.instant_payment_grace
-                if self.effects.v2:  # P12: never wait past the deadline
+                if self.effects.path.grace_within_deadline:  # P12: never wait past the deadline
                     grace = min(grace, order.due_by - workflow.now())
                 summary = f"{order.method} payment of {order.number} at once (R6)"
                 await self._wait(lambda: order.is_paid or state.phase != Phase.AWAITING_PAYMENT, grace, summary)
@@ -197,8 +200,16 @@ class RenewalWorkflow(Bookkeeping):
             if state.phase == Phase.CANCELLING:
                 await self._close(order, Phase.CANCELLED, state.reason or "cancelled by ops")
                 return
+            dunning = state.dunning
+            if dunning is not None and dunning.switched_at is not None and "transfer" not in dunning.told:
+                # P20: the customer chose a bank transfer: its instructions now, P2's reminders after.
+                dunning.told_customer("transfer")
+                reminders = [after(dunning.switched_at, wait) for wait in input.policy.reminders]
+                await self._email("payment_instructions", f"{order.number}:payment_instructions:transfer")
+            if dunning is not None and await self._dun(order, dunning):
+                continue
             now = workflow.now()
-            step = next_step(reminders, sent, order.due_by, now, coalesce=self.effects.v2)
+            step = next_step(reminders, sent, order.due_by, now, coalesce=self.effects.path.coalesced_reminders)
             if step.action == "lapse":
                 if not ledger_checked and workflow.patched(ON_TIME_PAYMENTS_PATCH):
                     ledger_checked = True
@@ -212,9 +223,14 @@ class RenewalWorkflow(Bookkeeping):
                 sent = step.number or sent + 1
                 await self._email("reminder", f"{order.number}:reminder:{sent}", reminder_number=sent)
                 continue
-            self._show_details(next_wake=step.at, what=step.what)
-            # Every payment, cancel or extension touches the state: the loop looks again.
-            await self._wait(self._touched_since(state.touched), step.at - now, step.summary(order.number))
+            wake, what, summary = step.at, step.what, step.summary(order.number)
+            retry_at = dunning.next_retry(self._input.policy.charge_retries, order.due_by) if dunning else None
+            if retry_at is not None and retry_at < wake:
+                wake, what = retry_at, "charge retry (P20)"
+                summary = f"retry the charge of {order.number} (P20)"
+            self._show_details(next_wake=wake, what=what)
+            # Every payment, cancel, extension or charge outcome touches the state: the loop looks again.
+            await self._wait(self._touched_since(state.touched), wake - now, summary)
 
     async def _activate(self, order: Order) -> None:
         cart = self.state.require_cart()
@@ -234,6 +250,7 @@ class RenewalWorkflow(Bookkeeping):
         order.invoice = activation.invoice_number or (
             f"not issued ({activation.invoice_state})" if activation.invoice_state else None
         )
+        self._leave_dunning()
         self._enter(Phase.ACTIVATED, event=f"activated until {activation.new_expires_on}")
         await self._email("renewal_confirmed", f"{order.number}:renewal_confirmed")
 
@@ -248,6 +265,7 @@ class RenewalWorkflow(Bookkeeping):
             ),
             summary=f"close order {order.number}: {reason}",
         )
+        self._leave_dunning()
         self._enter(phase, reason=reason)
         if phase == Phase.ORDER_EXPIRED and self._input.mode == "auto_renew":
             await self.effects.email(expired_notice(self.state.require_cart().service, self._input.policy))
@@ -271,11 +289,134 @@ class RenewalWorkflow(Bookkeeping):
             charge_on=rome_today(order.ordered_at),
             expires_on=service.expires_on,
         )
+        self._charge(order, told, "automatic order")
+
+    def _charge(self, order: Order, told: SendEmail | None, why: str) -> None:
+        """One charge request in the background; with P20 on, a new attempt with its own id."""
+        request = order.charge_request(self.state.require_cart().service.username)
+        dunning = self.state.dunning
+        if dunning is not None:
+            attempt = dunning.request(order.number, workflow.now(), why)
+            request = request.model_copy(update={"attempt": attempt.id})
+            if why != "automatic order":
+                self._touch(f"charge {attempt.id} requested ({why}, P20)")
         until = max(order.due_by - workflow.now(), timedelta(minutes=1))  # a positive timeout, always
-        self.effects.charge(order.charge_request(service.username), until, told, on_failed=self._charge_failed)
+        self.effects.charge(request, until, told, on_failed=self._charge_failed)
 
     def _charge_failed(self, why: str) -> None:
         self._touch(f"charge request not acknowledged by the payments back office: {why}")
+
+    # ------------------------------------------------------------------ declined charges (P20)
+
+    async def _dun(self, order: Order, dunning: Dunning) -> bool:
+        """What a declined charge calls for now: tell the customer (the first decline, the last
+        retry's), or make the retry that is due. True when it did something (the loop looks again)."""
+        retries = self._input.policy.charge_retries
+        self._show_dunning(order, dunning)
+        notice = dunning.notice(retries, order.due_by)
+        if notice is not None:
+            dunning.told_customer(notice)
+            template: EmailTemplate = "charge_declined" if notice == "first" else "charge_declined_last"
+            await self._email(
+                template,
+                f"{order.number}:{template}",
+                reason=dunning.decline_text(retries, order.due_by),
+                action_url=self._payment_page(order),
+                link_until=order.due_by,
+            )
+            return True
+        retry_at = dunning.next_retry(retries, order.due_by)
+        if retry_at is not None and retry_at <= workflow.now():
+            self._charge(order, None, "retry")
+            return True
+        return False
+
+    def _payment_page(self, order: Order) -> str | None:
+        base = self._input.policy.panel_ui_url
+        # The customer pages' email link (ingress/pages/dunning.py): the mailer signs it.
+        return f"{base.rstrip('/')}/accesso/ordine/{order.number}" if base else None
+
+    def _show_dunning(self, order: Order, dunning: Dunning) -> None:
+        value = dunning.state(self._input.policy.charge_retries, order.due_by)
+        if value != self.state.dunning_shown:
+            self.state.dunning_shown = value
+            workflow.upsert_search_attributes([sa.DUNNING.value_set(value) if value else sa.DUNNING.value_unset()])
+
+    def _leave_dunning(self) -> None:
+        """Paid or closed: no longer among the renewals in dunning (the attempts stay in the view)."""
+        if self.state.dunning_shown is not None:
+            self.state.dunning_shown = None
+            workflow.upsert_search_attributes([sa.DUNNING.value_unset()])
+
+    @workflow.signal
+    def charge_declined(self, outcome: ChargeDeclined) -> None:
+        """The back office declined a charge (recorded by the ingress first). Only the current
+        attempt of this renewal's open order counts; anything else is noted and changes nothing."""
+        order, dunning = self.state.order, self.state.dunning
+        if order is None or dunning is None or order.number != outcome.order_number:
+            self._note(f"charge outcome {outcome.attempt} ignored: not this renewal's automatic order")
+            return
+        if self.state.phase != Phase.AWAITING_PAYMENT or order.is_paid:
+            self._note(
+                f"charge outcome {outcome.attempt} ignored: order {order.number} is {self.state.phase.stage.value}"
+            )
+            return
+        taken = dunning.take(outcome)
+        if taken != "taken":
+            self._note(f"charge outcome {outcome.attempt} ignored: {taken.replace('_', ' ')}")
+            return
+        self._touch(f"charge {outcome.attempt} declined ({outcome.decline}: {outcome.code})")
+
+    def _note(self, event: str) -> None:
+        """Seen in the details, waking nobody."""
+        self.state.last_event = event
+        self._show_details()
+
+    @workflow.update
+    async def pay_by_transfer(self, request: PayByTransfer) -> OrderView:
+        """P20: the customer pays the declined automatic order by bank transfer instead: the
+        instructions (with the RF reference) and P2's reminders follow; no more charges."""
+        order, dunning = self.state.require_order(), self.state.dunning
+        assert dunning is not None  # the validator saw it
+        dunning.switched_at = workflow.now()
+        order.method = "bank_transfer"
+        await self.effects.call(
+            Store.change_method,
+            ChangeMethod(order_number=order.number, method="bank_transfer", reason="chosen by the customer (P20)"),
+            summary=f"order {order.number}: paid by bank transfer instead (P20)",
+        )
+        workflow.upsert_search_attributes(sa.renewal_attributes(self.state.phase.stage.value, order))
+        self._touch(f"the customer chose to pay {order.number} by bank transfer (P20)")
+        return self._order_view()
+
+    @pay_by_transfer.validator
+    def _validate_pay_by_transfer(self, request: PayByTransfer) -> None:
+        self._require_dunning(request.order_number)
+
+    @workflow.update
+    async def retry_charge(self, request: RetryCharge) -> OrderView:
+        """P20: the customer updated the card at the PSP and asks for a new charge now."""
+        self._charge(self.state.require_order(), None, "asked by the customer")
+        return self._order_view()
+
+    @retry_charge.validator
+    def _validate_retry_charge(self, request: RetryCharge) -> None:
+        dunning = self._require_dunning(request.order_number)
+        current = dunning.current
+        if current is not None and current.decline is None:
+            raise refuse(f"charge {current.id} is still waiting for the payment service's answer")
+
+    def _require_dunning(self, order_number: str) -> Dunning:
+        order, dunning = self.state.require_unpaid_order(), self.state.dunning
+        if order.number != order_number:
+            raise refuse(
+                f"order {order_number} is not the one awaiting payment ({order.number})", errors.INVALID_REQUEST
+            )
+        if dunning is None or not dunning.declined or order.method not in INSTANT_METHODS:
+            raise refuse(f"order {order.number} has no declined charge: nothing to change (P20)")
+        if workflow.now() >= order.due_by:
+            raise refuse(f"the deadline of order {order.number} has passed")
+        return dunning
 
     # ------------------------------------------------------------------ opening (update-with-start)
 
@@ -474,7 +615,7 @@ class RenewalWorkflow(Bookkeeping):
     @workflow.query
     def view(self) -> RenewalView:
         state, order = self.state, self.state.order
-        return RenewalView(
+        shown = RenewalView(
             stage=state.phase.stage,
             mode=self._input.mode,
             username=self._input.username,
@@ -483,4 +624,15 @@ class RenewalWorkflow(Bookkeeping):
             order=self._order_view() if order else None,
             payments=list(order.payments) if order else [],
             emails=list(state.emails),
+        )
+        dunning = state.dunning
+        if dunning is None or order is None:
+            return shown
+        retries = self._input.policy.charge_retries
+        return shown.model_copy(
+            update={
+                "charges": [ChargeAttemptView(**attempt.model_dump()) for attempt in dunning.attempts],
+                "dunning": dunning.state(retries, order.due_by),
+                "next_charge_retry": dunning.next_retry(retries, order.due_by),
+            }
         )

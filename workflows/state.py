@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from renewals import errors
     from renewals.cart import Cart
+    from renewals.dunning import Dunning
     from renewals.order import Order
     from renewals.types import Stage
 
@@ -74,6 +75,10 @@ class RenewalState:
     touched: int = 0
     # Cart changes accepted (presses of Renew or Reactivate, add-ons, codes tried): see CART_CHANGE_BUDGET.
     cart_changes: int = 0
+    # P20: the charges of a card or PayPal automatic order (None for every other order, and for
+    # automatic orders made before charge retries), and the RenewalDunning value last set.
+    dunning: Dunning | None = None
+    dunning_shown: str | None = None
 
     # What each operation needs the renewal to be: the rules the validators read.
 

@@ -47,6 +47,10 @@ DO $$
 BEGIN
   IF to_regclass('public.payments') IS NOT NULL THEN REVOKE DELETE, TRUNCATE ON payments FROM renewals_app; END IF;
   IF to_regclass('public.invoices') IS NOT NULL THEN REVOKE DELETE, TRUNCATE ON invoices FROM renewals_app; END IF;
+  IF to_regclass('public.statement_imports') IS NOT NULL THEN REVOKE DELETE, TRUNCATE ON statement_imports FROM renewals_app; END IF;
+  IF to_regclass('public.statement_entries') IS NOT NULL THEN REVOKE DELETE, TRUNCATE ON statement_entries FROM renewals_app; END IF;
+  IF to_regclass('public.statement_allocations') IS NOT NULL THEN REVOKE DELETE, TRUNCATE ON statement_allocations FROM renewals_app; END IF;
+  IF to_regclass('public.charge_outcomes') IS NOT NULL THEN REVOKE DELETE, TRUNCATE ON charge_outcomes FROM renewals_app; END IF;
 END
 $$;
 SQL

@@ -16,9 +16,9 @@ import pytest
 from temporalio.client import Client
 
 from activities.store import Store
-from ingress.operations import Ingress
-from renewals.config import Settings
+from client.renewals import Renewals
 from renewals.records import ServiceRecord
+from settings import Settings
 from stack.database import prepare
 from stack.postgres import EmbeddedPostgres, free_port
 from stack.temporal import dev_server_command, wait_for_temporal
@@ -92,13 +92,13 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 @pytest.fixture
-async def fault_ingress(stack: Stack) -> AsyncIterator[Ingress]:
+async def fault_ingress(stack: Stack) -> AsyncIterator[Renewals]:
     from temporalio.contrib.pydantic import pydantic_data_converter
 
     client = await Client.connect(stack.temporal_address, data_converter=pydantic_data_converter)
     store = await Store.connect(stack.database_url, max_size=20)
     settings = Settings()
-    yield Ingress(client, store, settings.policy(), settings.temporal_task_queue)
+    yield Renewals(client, store, settings.policy(), settings.temporal_task_queue)
     await store.close()
 
 
@@ -107,7 +107,7 @@ async def pause(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-async def seed_batch(ingress: Ingress, name: str, count: int) -> list[ServiceRecord]:
+async def seed_batch(ingress: Renewals, name: str, count: int) -> list[ServiceRecord]:
     """`count` fresh services under a random prefix, expiring in 30 days, each with billing data
     (every activation invoices, P17), stored in one import."""
     prefix = f"{name}-{random.randrange(10**6):06d}"

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ingress.operations import Ingress, RenewalsError
+from client.renewals import Renewals, RenewalsError
 from renewals.dates import add_years
 from renewals.events import AddonAdded, CheckoutSubmitted, PaymentRegistered, RenewRequested
 from renewals.invoice import schema_problems, sdi_problems
@@ -55,7 +55,7 @@ async def retrying(operation: Callable[[], Awaitable[T]], deadline: float = 300)
             await asyncio.sleep(0.5)
 
 
-async def one_renewal(ingress: Ingress, username: str) -> OrderView:
+async def one_renewal(ingress: Renewals, username: str) -> OrderView:
     await retrying(lambda: ingress.panel(RenewRequested(type="renew_requested", username=username)))
     try:
         await retrying(
@@ -93,7 +93,7 @@ async def one_renewal(ingress: Ingress, username: str) -> OrderView:
 
 
 async def run_with_fault(
-    stack: Stack, ingress: Ingress, name: str, fault: Callable[[], Awaitable[None]], *, worker_kills: int = 0
+    stack: Stack, ingress: Renewals, name: str, fault: Callable[[], Awaitable[None]], *, worker_kills: int = 0
 ) -> None:
     services = await seed_batch(ingress, name, RENEWALS)
     gate = asyncio.Semaphore(CONCURRENCY)
@@ -127,7 +127,7 @@ async def run_with_fault(
 
 
 async def verify(
-    stack: Stack, ingress: Ingress, services: list[ServiceRecord], orders: list[OrderView], results: list[Any]
+    stack: Stack, ingress: Renewals, services: list[ServiceRecord], orders: list[OrderView], results: list[Any]
 ) -> dict[str, Any]:
     pool = ingress.store.pool
     usernames = [s.username for s in services]
@@ -202,6 +202,7 @@ async def test_worker_killed_at_random_moments(stack, fault_ingress):
     await run_with_fault(stack, fault_ingress, "worker-sigkill", kill_the_worker_repeatedly, worker_kills=KILLS)
 
 
+@pytest.mark.slow
 async def test_temporal_server_restarted_mid_run(stack, fault_ingress):
     async def restart_temporal() -> None:
         await pause(2)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pytest
 from temporalio.api.enums.v1 import EventType
 
-from ingress.operations import Ingress
+from client.renewals import Renewals
 from renewals.dates import add_years
 from renewals.events import CheckoutSubmitted, PaymentRegistered, RenewRequested
 from renewals.invoice import schema_problems, sdi_problems
@@ -32,7 +32,7 @@ FULL = int(os.environ.get("FAULTS_RENEWALS", "100"))
 BOUNDED = 30
 
 
-async def awaiting_payment(ingress: Ingress, service: ServiceRecord) -> OrderView:
+async def awaiting_payment(ingress: Renewals, service: ServiceRecord) -> OrderView:
     await retrying(lambda: ingress.panel(RenewRequested(type="renew_requested", username=service.username)))
     order = await retrying(
         lambda: ingress.panel(
@@ -45,7 +45,7 @@ async def awaiting_payment(ingress: Ingress, service: ServiceRecord) -> OrderVie
     return order
 
 
-async def checkout_all(ingress: Ingress, services: list[ServiceRecord]) -> list[OrderView]:
+async def checkout_all(ingress: Renewals, services: list[ServiceRecord]) -> list[OrderView]:
     """Every service's renewal opened and checked out, 20 at a time: orders awaiting payment."""
     gate = asyncio.Semaphore(20)
 
@@ -69,7 +69,7 @@ async def eventually_waiting(conn, timeout: float = 60) -> bool:
     raise AssertionError("no activation reached the invoice in time")
 
 
-async def retried_activations(ingress: Ingress, usernames: list[str]) -> int:
+async def retried_activations(ingress: Renewals, usernames: list[str]) -> int:
     """Activation attempts after the first, from the histories: how many kills cut one short."""
     retried = 0
     for username in usernames:
@@ -84,7 +84,7 @@ async def retried_activations(ingress: Ingress, usernames: list[str]) -> int:
     return retried
 
 
-async def pay_all_while_killing_the_worker(stack: Stack, ingress: Ingress, renewals: int, kills: int) -> None:
+async def pay_all_while_killing_the_worker(stack: Stack, ingress: Renewals, renewals: int, kills: int) -> None:
     services = await seed_batch(ingress, "invoice", renewals)
     orders = await checkout_all(ingress, services)
 
@@ -152,6 +152,7 @@ async def pay_all_while_killing_the_worker(stack: Stack, ingress: Ingress, renew
     )
 
 
+@pytest.mark.slow
 async def test_p17_invoice_numbers_gapless_when_the_worker_dies_mid_activation(stack, fault_ingress):
     await pay_all_while_killing_the_worker(stack, fault_ingress, BOUNDED, kills=1)
 

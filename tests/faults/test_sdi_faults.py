@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from client.renewals import Renewals
 from ingress.http import create_app
-from ingress.operations import Ingress
 from renewals import delivery_id
 from renewals.delivery import DeliveryView
 from renewals.events import PaymentRegistered
@@ -41,7 +41,7 @@ ANSWER_DELAY = 2.0
 
 
 @pytest.fixture
-async def local_sdi(stack: Stack, fault_ingress: Ingress, tmp_path: Path) -> AsyncIterator[SdiSimulator]:
+async def local_sdi(stack: Stack, fault_ingress: Renewals, tmp_path: Path) -> AsyncIterator[SdiSimulator]:
     """The local SdI, the ingress it calls back, and a worker pointed at it."""
     port = free_port()
     simulator = start_sdi(
@@ -69,7 +69,7 @@ async def local_sdi(stack: Stack, fault_ingress: Ingress, tmp_path: Path) -> Asy
 
 
 async def deliver_while_killing_the_worker(
-    stack: Stack, ingress: Ingress, simulator: SdiSimulator, renewals: int, kills: int
+    stack: Stack, ingress: Renewals, simulator: SdiSimulator, renewals: int, kills: int
 ) -> None:
     orders = await checkout_all(ingress, await seed_batch(ingress, "sdi", renewals))
     pool = ingress.store.pool

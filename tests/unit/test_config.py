@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from renewals.config import ConfigurationError, Settings, load_settings
+from settings import ConfigurationError, Settings, load_settings
 
 WAIT_VARIABLES = (
     "RENEWALS_REMINDERS",

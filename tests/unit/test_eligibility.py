@@ -4,11 +4,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from renewals.config import Settings
 from renewals.dates import rome_today
 from renewals.eligibility import eligibility, last_reactivation_day, reactivation_window_end, refusal, service_status
 from renewals.messages import Policy
 from renewals.records import ServiceRecord
+from settings import Settings
 
 WINDOW = timedelta(days=90)
 POLICY = Settings().policy()

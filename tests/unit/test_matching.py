@@ -5,7 +5,6 @@ through `read_statement` as the import will read them."""
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +19,7 @@ from renewals.matching import (
     name_similarity,
     numbers_named,
 )
+from renewals.statement_writer import SPELLING_COUNT, ntry, quoted, spell, statement
 from renewals.statements import Entry, Transaction, read_statement
 
 SAMPLE = Path(__file__).parent.parent / "data" / "camt053" / "cbi-2026-03-02.xml"
@@ -38,63 +38,6 @@ def order(number: str, total: int = 3050, balance: int | None = None, holder: st
     }
     values.update(fields)
     return CandidateOrder.model_validate(values)
-
-
-# ---------------------------------------------------------------------- statements made here
-
-
-def ntry(
-    ref: str,
-    amount_cents: int,
-    *,
-    ustrd: tuple[str, ...] = (),
-    strd: tuple[str, ...] = (),
-    credit_debit: str = "CRDT",
-    reversal: bool = False,
-    currency: str = "EUR",
-    debtor: str = "ROSSI MARIO",
-    info: str | None = None,
-    transactions: tuple[tuple[int, tuple[str, ...], tuple[str, ...]], ...] | None = None,
-) -> str:
-    """One Ntry of camt.053.001.02, as a bank writes it: `transactions` gives several TxDtls, each
-    (amount, Ustrd lines, Strd references); else one TxDtls with `ustrd` and `strd`."""
-
-    def money(cents: int) -> str:
-        return f"{cents // 100}.{cents % 100:02d}"
-
-    def details(cents: int | None, lines: tuple[str, ...], refs: tuple[str, ...]) -> str:
-        amount = f'<AmtDtls><TxAmt><Amt Ccy="{currency}">{money(cents)}</Amt></TxAmt></AmtDtls>' if cents else ""
-        remittance = "".join(f"<Ustrd>{escape(line)}</Ustrd>" for line in lines) + "".join(
-            f"<Strd><CdtrRefInf><Tp><CdOrPrtry><Cd>SCOR</Cd></CdOrPrtry></Tp><Ref>{escape(r)}</Ref></CdtrRefInf></Strd>"
-            for r in refs
-        )
-        return (
-            f"<TxDtls>{amount}<RltdPties><Dbtr><Nm>{escape(debtor)}</Nm></Dbtr></RltdPties>"
-            f"{f'<RmtInf>{remittance}</RmtInf>' if remittance else ''}</TxDtls>"
-        )
-
-    parts = transactions if transactions is not None else ((None, ustrd, strd),)
-    return (
-        f'<Ntry><Amt Ccy="{currency}">{money(amount_cents)}</Amt><CdtDbtInd>{credit_debit}</CdtDbtInd>'
-        f"{'<RvslInd>true</RvslInd>' if reversal else ''}<Sts>BOOK</Sts>"
-        "<BookgDt><Dt>2026-03-02</Dt></BookgDt><ValDt><Dt>2026-03-02</Dt></ValDt>"
-        f"<AcctSvcrRef>{ref}</AcctSvcrRef>"
-        "<BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>RCDT</Cd><SubFmlyCd>ESCT</SubFmlyCd></Fmly></Domn></BkTxCd>"
-        f"<NtryDtls>{''.join(details(*part) for part in parts)}</NtryDtls>"
-        f"{f'<AddtlNtryInf>{escape(info)}</AddtlNtryInf>' if info else ''}</Ntry>"
-    )
-
-
-def statement(*entries: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>'
-        "<GrpHdr><MsgId>TEST-1</MsgId><CreDtTm>2026-03-03T06:30:00+01:00</CreDtTm></GrpHdr>"
-        "<Stmt><Id>TEST-STMT-1</Id><CreDtTm>2026-03-03T06:30:00+01:00</CreDtTm>"
-        "<Acct><Id><IBAN>IT60X0542811101000000123456</IBAN></Id><Ccy>EUR</Ccy></Acct>"
-        '<Bal><Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy="EUR">0.00</Amt><CdtDbtInd>CRDT</CdtDbtInd>'
-        "<Dt><Dt>2026-03-02</Dt></Dt></Bal>" + "".join(entries) + "</Stmt></BkToCstmrStmt></Document>"
-    ).encode()
 
 
 def one(amount_cents: int = 3050, **fields) -> Entry:
@@ -371,43 +314,6 @@ progressives = st.one_of(st.integers(1, 999), st.integers(10_000, 999_999))
 years = st.sampled_from([2025, 2026])
 cents = st.integers(1, 250_000)
 FILLERS = ["Rinnovo", "SALDO", "servizio fatture", "grazie", "Pagamento", "fattura elettronica", "canone annuale", ""]
-
-
-def spell(number: str, how: int) -> str:
-    year, progressive = number[3:7], int(number[8:])
-    reference = creditor_reference(number)
-    return [
-        number,
-        number.lower(),
-        f"FE {year} {progressive}",
-        f"FE{year}{progressive:06d}",
-        f"FE/{year}/{progressive}",
-        f"FE-{year}-\n{progressive:06d}",
-        f"FE - {year} - {progressive:06d}",
-        f"ordine {progressive}/{year}",
-        f"ORDINE N. {progressive}/{year}",
-        f"ord. n. {progressive} del {year}",
-        f"n. ordine {year}/{progressive}",
-        f"{year}/{progressive:06d}",
-        printed(reference),
-        reference.lower(),
-        printed(reference).replace(" ", "\n", 2),
-        causale(number),
-    ][how]
-
-
-SPELLING_COUNT = 16
-
-
-def quoted(amount: int, how: int) -> str:
-    euros, rest = divmod(amount, 100)
-    whole = f"{euros:,}".replace(",", ".")
-    return [
-        f"EUR {whole},{rest:02d}",
-        f"€ {whole},{rest:02d}",
-        f"{euros}.{rest:02d} euro",
-        f"importo {euros},{rest:02d}",
-    ][how]
 
 
 @dataclass

@@ -3,7 +3,7 @@ renewal on time (P10, P12): pure functions, without Temporal."""
 
 from datetime import UTC, datetime, timedelta
 
-from activities.payments import closed_note
+from client.payments import closed_note
 from renewals.calls import OrderOwner
 from renewals.messages import PaymentEntry, Reconciled, StuckPayment
 from workflows.reconciler import details

@@ -1,9 +1,9 @@
 """The secrets the ingress needs before it listens beyond loopback (issue 19), and rotation's
-"current,previous" syntax: renewals/config.py, pure."""
+"current,previous" syntax: settings.py, pure."""
 
 import pytest
 
-from renewals.config import ConfigurationError, Settings, exposure_problems, load_settings, require_safe_exposure
+from settings import ConfigurationError, Settings, exposure_problems, load_settings, require_safe_exposure
 
 GOOD_PANEL = "3f9c1a7e5b2d8f4061c9e7a3b5d2f8e1"  # 32 bytes, random
 GOOD_PAYMENTS = "b71e4c09a8d3f6e25c1b7a9d4e0f3c86"

@@ -124,14 +124,13 @@ def test_p19_every_entry_has_one_key_and_a_reimport_gives_the_same_keys():
         assert len(f"{entry.transaction_id}:FE-2026-000123") <= 64
 
 
-def test_p19_ledger_reference_is_one_line_within_140():
+def test_p19_the_remittance_is_what_the_payer_wrote_on_one_line():
     entries = read_statement(sample(), today=TODAY).entries
-    assert entries[0].ledger_reference == "RF462026000123"
-    assert entries[8].ledger_reference == "RINNOVO SERVIZIO FATTURE ORDINE FE-2026- 000130 GALLO ELISABETTA"
-    assert entries[4].ledger_reference == "COMMISSIONI SU BONIFICI IN ENTRATA FEBBRAIO 2026"
-    long = with_entries(set_text("NtryDtls/TxDtls/RmtInf/Strd/CdtrRefInf/Ref", "A" * 35))
-    for entry in read_statement(long, today=TODAY).entries:
-        assert len(entry.ledger_reference) <= 140 and "\n" not in entry.ledger_reference
+    assert entries[0].remittance == "RF462026000123"
+    assert entries[8].remittance == "RINNOVO SERVIZIO FATTURE ORDINE FE-2026- 000130 GALLO ELISABETTA"
+    assert entries[4].remittance == "COMMISSIONI SU BONIFICI IN ENTRATA FEBBRAIO 2026"
+    for entry in entries:
+        assert "\n" not in entry.remittance
 
 
 # ---------------------------------------------------------------------- odd entries, recorded

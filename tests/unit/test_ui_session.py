@@ -1,11 +1,10 @@
-"""The customer pages' sign-in link, session cookie and CSRF token (ingress/ui_session.py)."""
+"""The customer pages' sign-in link, session cookie and CSRF token (ingress/pages/session.py)."""
 
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ingress.signing import sign
-from ingress.ui_session import (
+from ingress.pages.session import (
     CLOCK_SKEW_SECONDS,
     LINK_SECONDS,
     SignInError,
@@ -19,6 +18,7 @@ from ingress.ui_session import (
     sign_in_query,
     sign_in_token,
 )
+from renewals.signing import sign
 
 SECRET = "panel-unit-secret"
 NOW = 1_800_000_000.0

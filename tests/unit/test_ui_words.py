@@ -1,13 +1,22 @@
-"""The customer pages' Italian: formats and refusals (ingress/ui_words.py), and amounts typed on
-the dev back-office page (ingress/ui.py)."""
+"""The customer pages' Italian: formats and refusals (ingress/pages/words.py), whole numbers typed
+in a form (ingress/pages/forms.py), and amounts typed on the dev back-office page (stack/dev_pages.py)."""
 
 from datetime import UTC, date, datetime
 
 import pytest
 
-from ingress.ui import cents_of, whole
-from ingress.ui_words import addon_quantity, italian_date, italian_time, megabytes, no_button_reason, percent, refusal
+from ingress.pages.forms import whole
+from ingress.pages.words import (
+    addon_quantity,
+    italian_date,
+    italian_time,
+    megabytes,
+    no_button_reason,
+    percent,
+    refusal,
+)
 from renewals.pricing import euro
+from stack.dev_pages import cents_of
 
 
 def test_italian_formats_of_money_dates_and_sizes():

@@ -4,8 +4,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from renewals.config import ConfigurationError, load_settings
 from renewals.year import AUTO_RENEW, CEASED, EXPIRED, Due, YearPolicy, due_on, next_dates, notice_key
+from settings import ConfigurationError, load_settings
 
 POLICY = YearPolicy()
 DAY = date(2027, 3, 28)  # the spring DST change in Rome: calendar days, not 24-hour spans
