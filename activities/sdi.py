@@ -8,6 +8,7 @@ waits for SdI's notification) instead of sending it again.
 
 import asyncio
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import TypeVar
 
 import asyncpg
@@ -25,6 +26,10 @@ from renewals.invoice import InvoiceError
 T = TypeVar("T")
 # What SdI's RiceviFile errors mean (TrasmissioneTypes: erroreInvio_Type).
 SEND_ERRORS = {"EI01": "empty file", "EI02": "service unavailable", "EI03": "user not enabled"}
+
+
+# How long a delivery waits before asking again when the worker that took it has no SDI_URL.
+NO_SDI_RETRY = timedelta(minutes=5)
 
 
 class Sdi:
@@ -45,7 +50,13 @@ class Sdi:
             raise _in_doubt(f"an earlier attempt to send {attempt.file_name} may have reached SdI; its answer was lost")
         if self.client is None:
             await table.record_failure(self.pool, attempt.file_name, "SDI_URL is not set", certainly_not_sent=True)
-            raise ApplicationError("SDI_URL is not set: this worker cannot reach SdI", type=errors.SDI_UNAVAILABLE)
+            # Not SdI being down: this worker has none. Ask again at the policy's longest wait, not
+            # in the backoff's first seconds (a burst of activations would be a burst of retries).
+            raise ApplicationError(
+                "SDI_URL is not set: this worker cannot reach SdI",
+                type=errors.SDI_UNAVAILABLE,
+                next_retry_delay=NO_SDI_RETRY,
+            )
         try:
             answer = await _heartbeating(self.client.send(attempt.file_name, attempt.xml))
         except SdiUnreachable as error:
