@@ -26,7 +26,7 @@ from renewals.statement_imports import ImportRecord, import_workflow_id
 from renewals.statement_writer import SPELLING_COUNT, ntry, spell, statement
 from renewals.types import Stage
 from renewals.views import OrderView
-from tests.conftest import handle_of, today
+from tests.conftest import eventually, handle_of, today
 from tests.faults.conftest import Stack, pause, seed_batch
 from tests.faults.test_faults import retrying
 from tests.faults.test_invoice_faults import checkout_all
@@ -109,9 +109,13 @@ async def test_p19_a_statement_of_2000_entries_survives_two_worker_kills_and_a_p
     figures: list[str] = []
 
     async def when(query: str, at_least: int, deadline: float = 300) -> int:
-        give_up = time.monotonic() + deadline
-        while (found := await count(pool, query, import_id)) < at_least and time.monotonic() < give_up:
-            await asyncio.sleep(0.01)
+        """The count of `query` once it reaches `at_least` (polled with conftest's deadline)."""
+
+        async def reached() -> int:
+            found = await count(pool, query, import_id)
+            return found if found >= at_least else 0
+
+        found: int = await eventually(reached, deadline, f"{at_least} rows of: {query}")
         return found
 
     # 1. The worker killed while it records the entries (a batch of 500 committed, the rest not).

@@ -4,6 +4,8 @@ has no import cycle, and no function of the edge is longer than a screen (docs/t
 import ast
 from pathlib import Path
 
+from tests.test_image import imports_of
+
 ROOT = Path(__file__).resolve().parents[2]
 # Each layer and the project's layers it may import (itself included).
 ALLOWED = {
@@ -18,21 +20,11 @@ ALLOWED = {
 PROJECT = set(ALLOWED) | {"stack", "bench", "tests", "worker", "starter", "telemetry", "settings"}
 
 
-def imports(path: Path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return found
-
-
 def test_every_layer_imports_only_the_layers_below_it():
     wrong = []
     for layer, allowed in ALLOWED.items():
         for path in sorted((ROOT / layer).rglob("*.py")):
-            for module in imports(path):
+            for module in imports_of(path):
                 top = module.split(".")[0]
                 if top in PROJECT and top not in allowed:
                     wrong.append(f"{path.relative_to(ROOT)} imports {module}")
@@ -44,7 +36,7 @@ def test_the_edge_has_no_import_cycle():
         ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
         for path in (ROOT / "ingress").rglob("*.py")
     }
-    graph = {name: {m for m in imports(path) if m in modules and m != name} for name, path in modules.items()}
+    graph = {name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()}
 
     def cycle_from(start: str, node: str, seen: tuple[str, ...]) -> tuple[str, ...] | None:
         for nxt in graph[node]:
