@@ -8,6 +8,8 @@ answer never waits for the worker. A decline recorded but not yet signalled (the
 answer) is signalled again by the back office's retry of the same event.
 """
 
+from typing import Literal
+
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -15,6 +17,7 @@ from client.payments import PaymentDesk, closed
 from db import charges
 from db.ledger import Ledger
 from renewals import workflow_id
+from renewals.calls import OrderOwner
 from renewals.dunning import ChargeDeclined
 from renewals.events import ChargeFailed, ChargeSucceeded
 from renewals.views import ChargeOutcomeView, PaymentOutcome
@@ -51,12 +54,11 @@ class ChargeOutcomes:
             code=event.code,
             message=event.message,
         )
-        if row.state != "received":
-            return self._answer(event, "duplicate" if not row.first else row.state, row.note)
-        note = await self._refusal(event, row.known_attempt)
-        if note is None:
-            owner = await self.ledger.order_owner(event.order_number)
-            assert owner is not None  # _refusal found it
+        if row.state != "received":  # answered before: this attempt's outcome changes nothing more
+            return self._answer(event, "duplicate", row.note)
+        owner = await self.ledger.order_owner(event.order_number)
+        note = self._refusal(event, owner, row.known_attempt)
+        if owner is not None and note is None:
             handle = self.client.get_workflow_handle(workflow_id(owner.username))
             declined = ChargeDeclined(
                 order_number=event.order_number,
@@ -76,8 +78,8 @@ class ChargeOutcomes:
         await charges.settle_outcome(self.pool, event.attempt, state, note)
         return self._answer(event, "recorded" if note is None else "ignored", note)
 
-    async def _refusal(self, event: ChargeFailed, known_attempt: bool) -> str | None:
-        owner = await self.ledger.order_owner(event.order_number)
+    @staticmethod
+    def _refusal(event: ChargeFailed, owner: OrderOwner | None, known_attempt: bool) -> str | None:
         if owner is None:
             return f"no order is numbered {event.order_number!r}"
         if not known_attempt:
@@ -87,9 +89,9 @@ class ChargeOutcomes:
         return None
 
     @staticmethod
-    def _answer(event: ChargeFailed, status: str, note: str | None) -> ChargeOutcomeView:
-        if status not in ("recorded", "duplicate", "ignored"):
-            status = "duplicate"
+    def _answer(
+        event: ChargeFailed, status: Literal["recorded", "duplicate", "ignored"], note: str | None
+    ) -> ChargeOutcomeView:
         return ChargeOutcomeView.model_validate(
             {"status": status, "order_number": event.order_number, "attempt": event.attempt, "note": note}
         )

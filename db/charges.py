@@ -63,9 +63,8 @@ async def record_post(pool: asyncpg.Pool, attempt: str, error: str | None) -> in
 
 @dataclass(frozen=True)
 class OutcomeRow:
-    """What was recorded of an attempt's outcome. `first`: this call recorded it (not a repeat)."""
+    """What was recorded of an attempt's outcome (a repeat finds the first one's state and note)."""
 
-    first: bool
     state: str
     note: str | None
     known_attempt: bool
@@ -114,7 +113,6 @@ async def record_outcome(
             order_number,
         )
     return OutcomeRow(
-        first=inserted is not None,
         state=row["state"],
         note=row["note"],
         known_attempt=known,

@@ -6,6 +6,7 @@ the statement or under a row lock), so a retried activity changes nothing more."
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Literal
 
 import asyncpg
 
@@ -195,31 +196,34 @@ async def close(pool: asyncpg.Pool, order_number: str, status: str, reason: str,
 
 async def change_due_by(pool: asyncpg.Pool, order_number: str, due_by: datetime, reason: str) -> None:
     """Move an unpaid order's deadline; once: the same deadline again audits nothing more."""
-    async with pool.acquire() as conn, conn.transaction():
-        username = await conn.fetchval(
-            """
-            UPDATE orders SET due_by = $2
-            WHERE order_number = $1 AND status = 'awaiting_payment' AND due_by <> $2
-            RETURNING username
-            """,
-            order_number,
-            due_by,
-        )
-        if username is not None:
-            await audit(conn, username, order_number, "due_by_changed", due_by=due_by, reason=reason)
+    await _change_unpaid(pool, order_number, "due_by", due_by, "due_by_changed", due_by=due_by, reason=reason)
 
 
 async def change_method(pool: asyncpg.Pool, order_number: str, method: str, reason: str) -> None:
-    """Once: a retried activity finds the order already changed and audits nothing more."""
+    """P20: once: a retried activity finds the order already changed and audits nothing more."""
+    await _change_unpaid(
+        pool, order_number, "payment_method", method, "payment_method_changed", method=method, reason=reason
+    )
+
+
+async def _change_unpaid(
+    pool: asyncpg.Pool,
+    order_number: str,
+    column: Literal["due_by", "payment_method"],
+    value: object,
+    event: str,
+    **details: object,
+) -> None:
+    """One column of an order awaiting payment set to `value`, audited as `event` when it changed."""
     async with pool.acquire() as conn, conn.transaction():
         username = await conn.fetchval(
-            """
-            UPDATE orders SET payment_method = $2
-            WHERE order_number = $1 AND status = 'awaiting_payment' AND payment_method <> $2
+            f"""
+            UPDATE orders SET {column} = $2
+            WHERE order_number = $1 AND status = 'awaiting_payment' AND {column} <> $2
             RETURNING username
             """,
             order_number,
-            method,
+            value,
         )
         if username is not None:
-            await audit(conn, username, order_number, "payment_method_changed", method=method, reason=reason)
+            await audit(conn, username, order_number, event, **details)
