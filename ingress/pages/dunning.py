@@ -18,16 +18,8 @@ from fastapi.responses import Response
 
 from client.renewals import RenewalsError
 from ingress.pages.deps import ChangeForm, CustomerSession, FormFields, PagesDep
-from ingress.pages.session import (
-    CLOCK_SKEW_SECONDS,
-    LINK_SECONDS,
-    SESSION_SECONDS,
-    Session,
-    accepts_sign_in,
-    new_nonce,
-    session_cookie,
-    sign_in_token,
-)
+from ingress.pages.session import Session
+from ingress.pages.sign_in import bound_to_this_browser, sign_in_page, signed_in
 from ingress.pages.site import Pages, Refused, page_router
 from ingress.pages.words import refusal
 from renewals.links import link_refusal
@@ -58,15 +50,8 @@ def link_in_query(request: Request, pages: PagesDep) -> EmailLink:
 
 
 def link_in_form(request: Request, pages: PagesDep, fields: FormFields) -> EmailLink:
-    """The POST's CSRF check: its token binds this link to the nonce cookie the link's page set."""
-    nonce = request.cookies.get(pages.cookies.name("sign_in"))
-    username, expires, signature = fields.get("u", ""), fields.get("e", ""), fields.get("s", "")
-    if not accepts_sign_in(pages.secrets, nonce, fields.get("token"), username, expires, signature):
-        raise Refused(
-            403,
-            "Accesso non completato",
-            "Questo accesso non è stato avviato da questo browser: apri di nuovo il link dell'email.",
-        )
+    """The POST's CSRF check (bound to this browser), then the link itself checked again."""
+    username, expires, signature = bound_to_this_browser(request, pages, fields, "apri di nuovo il link dell'email.")
     return checked_link(pages, request.url.path, username, expires, signature)
 
 
@@ -74,25 +59,14 @@ def link_in_form(request: Request, pages: PagesDep, fields: FormFields) -> Email
 async def email_link(
     order_number: str, request: Request, pages: PagesDep, link: Annotated[EmailLink, Depends(link_in_query)]
 ) -> Response:
-    username, expires, signature = link
-    nonce = new_nonce()
-    form = {"u": username, "e": expires, "s": signature, "token": sign_in_token(pages.secret, nonce, *link)}
-    response = pages.render(
-        "accesso.html", 200, None, customer=username, form=form, action=request.url.path, origin="dal link dell'email"
-    )
-    pages.set_cookie(response, request, "sign_in", nonce, LINK_SECONDS + CLOCK_SKEW_SECONDS)
-    return response
+    return sign_in_page(request, pages, link, action=request.url.path, origin="dal link dell'email")
 
 
 @router.post("/accesso/ordine/{order_number}")
 async def email_sign_in(
     order_number: str, request: Request, pages: PagesDep, link: Annotated[EmailLink, Depends(link_in_form)]
 ) -> Response:
-    session = await pages.start_session("customer", link[0])
-    response = pages.see_other(f"/ui/ordini/{order_number}/pagamento")
-    pages.set_cookie(response, request, "customer", session_cookie(pages.secret, session), SESSION_SECONDS)
-    pages.delete_cookie(response, "sign_in")
-    return response
+    return await signed_in(request, pages, link[0], f"/ui/ordini/{order_number}/pagamento")
 
 
 async def own_order(pages: Pages, username: str, order_number: str) -> RenewalView:

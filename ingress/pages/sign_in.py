@@ -62,38 +62,52 @@ def link_in_query(request: Request, pages: PagesDep) -> Link:
     return link_checked(pages, request.query_params)
 
 
-def sign_in_form(request: Request, pages: PagesDep, fields: FormFields) -> Link:
-    """The sign-in POST's CSRF check: its token must bind this link to the nonce cookie the link's
-    page set in this browser (403 otherwise); then the link itself is checked again."""
+def bound_to_this_browser(request: Request, pages: Pages, fields: Mapping[str, str], again: str) -> Link:
+    """A sign-in POST's CSRF check: its token must bind the link (u, exp, sig) to the nonce cookie
+    the link's page set in this browser (`sign_in_page`); a 403 page saying `again` otherwise."""
     nonce = request.cookies.get(pages.cookies.name("sign_in"))
     username, expires, signature = fields.get("u", ""), fields.get("exp", ""), fields.get("sig", "")
     if not accepts_sign_in(pages.secrets, nonce, fields.get("token"), username, expires, signature):
-        raise Refused(
-            403,
-            "Accesso non completato",
-            "Questo accesso non è stato avviato da questo browser: torna al pannello di controllo e premi "
-            "di nuovo il link del servizio.",
-        )
+        raise Refused(403, "Accesso non completato", f"Questo accesso non è stato avviato da questo browser: {again}")
+    return username, expires, signature
+
+
+def sign_in_form(request: Request, pages: PagesDep, fields: FormFields) -> Link:
+    """The panel link's POST: bound to this browser, then the link itself is checked again."""
+    bound_to_this_browser(
+        request, pages, fields, "torna al pannello di controllo e premi di nuovo il link del servizio."
+    )
     return link_checked(pages, fields)
+
+
+def sign_in_page(request: Request, pages: Pages, link: Link, **context: str) -> Response:
+    """The page a signed link opens: its **Entra** POSTs the link with a token bound to a nonce
+    cookie set here, so a link opened in another browser signs that browser in to nothing."""
+    username, expires, signature = link
+    nonce = new_nonce()
+    form = {"u": username, "exp": expires, "sig": signature, "token": sign_in_token(pages.secret, nonce, *link)}
+    response = pages.render("accesso.html", 200, None, customer=username, form=form, back=None, **context)
+    pages.set_cookie(response, request, "sign_in", nonce, LINK_SECONDS + CLOCK_SKEW_SECONDS)
+    return response
+
+
+async def signed_in(request: Request, pages: Pages, username: str, to: str) -> Response:
+    """A new session for `username`, then `to`. A redirect, not a page: the POST began on our own
+    site, so the SameSite=Strict cookie goes with the GET that follows."""
+    session = await pages.start_session("customer", username)
+    response = pages.see_other(to)
+    pages.set_cookie(response, request, "customer", session_cookie(pages.secret, session), SESSION_SECONDS)
+    pages.delete_cookie(response, "sign_in")
+    return response
 
 
 @router.get("/accesso")
 async def sign_in(request: Request, pages: PagesDep, link: Annotated[Link, Depends(link_in_query)]) -> Response:
     """The panel's link opens a page that signs in by POST, bound to a nonce cookie set here: a
     link opened in another browser (sent by someone else) signs that browser in to nothing."""
-    username, expires, signature = link
-    if await ui_sessions.link_used(pages.pool, digest(signature)):
+    if await ui_sessions.link_used(pages.pool, digest(link[2])):
         raise used_link()
-    nonce = new_nonce()
-    form = {
-        "u": username,
-        "exp": expires,
-        "sig": signature,
-        "token": sign_in_token(pages.secret, nonce, username, expires, signature),
-    }
-    response = pages.render("accesso.html", 200, None, customer=username, form=form, back=None)
-    pages.set_cookie(response, request, "sign_in", nonce, LINK_SECONDS + CLOCK_SKEW_SECONDS)
-    return response
+    return sign_in_page(request, pages, link)
 
 
 @router.post("/accesso")
@@ -104,13 +118,7 @@ async def sign_in_here(request: Request, pages: PagesDep, link: Annotated[Link, 
     if not await ui_sessions.use_link(pages.pool, digest(signature), username, usable_until):
         raise used_link()
     await ui_sessions.forget_expired(pages.pool, time.time())
-    session = await pages.start_session("customer", username)
-    # A redirect, not a page: this POST began on our own site, so the SameSite=Strict cookie
-    # goes with the GET that follows.
-    response = pages.see_other("/ui/")
-    pages.set_cookie(response, request, "customer", session_cookie(pages.secret, session), SESSION_SECONDS)
-    pages.delete_cookie(response, "sign_in")
-    return response
+    return await signed_in(request, pages, username, "/ui/")
 
 
 @router.post("/esci")
