@@ -13,7 +13,6 @@ another, nor as a signed API request. `PANEL_SECRET` may hold two values during 
 """
 
 import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from urllib.parse import urlencode
 
 from pydantic import TypeAdapter, ValidationError
 
+from renewals.links import mac, signed_by_any
 from renewals.types import Username
 
 # A link is good for this long after the panel made it: long enough for a redirect, too short to
@@ -47,25 +47,6 @@ class SignInError(Exception):
     """Why a sign-in link was refused; never says what the right signature would be."""
 
 
-def _values(secret: Secrets) -> tuple[str, ...]:
-    return (secret,) if isinstance(secret, str) else tuple(secret)
-
-
-def _mac(secret: str, purpose: str, *parts: str) -> str:
-    message = "\n".join((purpose, *parts)).encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def _same(expected: str, given: str) -> bool:
-    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
-
-
-def _signed_by_any(secret: Secrets, given: str, purpose: str, *parts: str) -> bool:
-    # Every value is tried (no early exit): the time taken says nothing about which one matched.
-    matches = [_same(_mac(one, purpose, *parts), given) for one in _values(secret)]
-    return any(matches)
-
-
 def digest(value: str) -> str:
     """What PostgreSQL keeps of a link's signature or a session's id: a copy of the table
     signs nobody in."""
@@ -77,7 +58,7 @@ def digest(value: str) -> str:
 
 def sign_in_query(secret: str, username: str, now: float, seconds: int = LINK_SECONDS) -> dict[str, str]:
     expires = str(int(now) + seconds)
-    return {"u": username, "exp": expires, "sig": _mac(secret, "ui-link", username, expires)}
+    return {"u": username, "exp": expires, "sig": mac(secret, "ui-link", username, expires)}
 
 
 def sign_in_link(secret: str, username: str, now: float, seconds: int = LINK_SECONDS) -> str:
@@ -97,7 +78,7 @@ def check_sign_in(secret: Secrets, username: str | None, expires: str | None, si
         raise SignInError("exp must be unix seconds")
     if not _HEX64.match(signature):
         raise SignInError("sig must be 64 hex digits")
-    if not _signed_by_any(secret, signature, "ui-link", username, expires):
+    if not signed_by_any(secret, signature, "ui-link", username, expires):
         raise SignInError("sig does not match u and exp")
     if int(expires) < now - CLOCK_SKEW_SECONDS:
         raise SignInError("the link has expired")
@@ -116,7 +97,7 @@ def new_nonce() -> str:
 def sign_in_token(secret: str, nonce: str, username: str, expires: str, signature: str) -> str:
     """The sign-in form's token: this link, completed only by the browser holding `nonce` (the
     cookie the link's page set), so a link or a form posted from elsewhere signs nobody in."""
-    return _mac(secret, "ui-sign-in", nonce, username, expires, signature)
+    return mac(secret, "ui-sign-in", nonce, username, expires, signature)
 
 
 def accepts_sign_in(
@@ -124,7 +105,7 @@ def accepts_sign_in(
 ) -> bool:
     if not nonce or not token:
         return False
-    return _signed_by_any(secret, token, "ui-sign-in", nonce, username, expires, signature)
+    return signed_by_any(secret, token, "ui-sign-in", nonce, username, expires, signature)
 
 
 # ---------------------------------------------------------------------------- the session cookie
@@ -146,10 +127,10 @@ class Session:
     nonce: str
 
     def csrf(self, secret: str) -> str:
-        return _mac(secret, "ui-csrf", self.role, self.subject, self.nonce)
+        return mac(secret, "ui-csrf", self.role, self.subject, self.nonce)
 
     def accepts(self, secret: Secrets, token: str | None) -> bool:
-        return bool(token) and _signed_by_any(secret, token or "", "ui-csrf", self.role, self.subject, self.nonce)
+        return bool(token) and signed_by_any(secret, token or "", "ui-csrf", self.role, self.subject, self.nonce)
 
     @property
     def key(self) -> str:
@@ -164,7 +145,7 @@ def new_session(role: Role, subject: str, now: float, seconds: int = SESSION_SEC
 def session_cookie(secret: str, session: Session) -> str:
     """`subject|expires|nonce|sig`: `|` is in no username, and needs no quoting in a cookie."""
     fields = (session.subject, str(session.expires), session.nonce)
-    return "|".join((*fields, _mac(secret, f"ui-session-{session.role}", *fields)))
+    return "|".join((*fields, mac(secret, f"ui-session-{session.role}", *fields)))
 
 
 def read_session(secret: Secrets, role: Role, cookie: str | None, now: float) -> Session | None:
@@ -173,7 +154,7 @@ def read_session(secret: Secrets, role: Role, cookie: str | None, now: float) ->
     if not cookie or cookie.count("|") != 3:
         return None
     subject, expires, nonce, signature = cookie.split("|")
-    if not _DIGITS.match(expires) or not _signed_by_any(
+    if not _DIGITS.match(expires) or not signed_by_any(
         secret, signature, f"ui-session-{role}", subject, expires, nonce
     ):
         return None
