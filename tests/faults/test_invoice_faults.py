@@ -61,6 +61,9 @@ async def eventually_waiting(conn, timeout: float = 60) -> bool:
     order is already paid. Killed activations come back after their 30 s timeout: wait longer."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # Inside a transaction PostgreSQL keeps the first read of pg_stat_activity for the rest of
+        # it: without clearing that snapshot, a wait that begins after the first poll is never seen.
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
         if await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"):
             return True
         if not await conn.fetchval("SELECT count(*) FROM orders WHERE status = 'awaiting_payment'"):
