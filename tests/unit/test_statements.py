@@ -3,7 +3,6 @@ keys, the entries that can never be payments, and the files refused whole."""
 
 import copy
 import re
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -386,16 +385,20 @@ def test_p19_a_statement_in_utf_16_is_read():
     ]
 
 
-def test_p19_a_50_mb_file_is_refused_before_it_is_parsed():
+def test_p19_a_50_mb_file_is_refused_before_it_is_parsed(monkeypatch):
     big = b"<Document>" + b" " * (50 * 1000 * 1000) + b"</Document>"
-    started = time.monotonic()
+
+    def never(*args, **kwargs):
+        raise AssertionError("a file over the limit reached the XML parser")
+
+    monkeypatch.setattr(etree, "fromstring", never)  # what renewals.statements parses with
     refused = rf"statement of {len(big)} bytes is over the {MAX_STATEMENT_BYTES}-byte limit"
     with pytest.raises(StatementRefused, match=refused):
         read_statement(big, today=TODAY)
-    assert time.monotonic() - started < 0.5
 
 
-def test_p19_a_large_statement_reads_in_seconds():
+def test_p19_a_statement_of_2000_entries_gives_each_its_own_key():
+    """Its speed is `make bench-statements`'s to measure; here, that no entry is lost or merged."""
     root = etree.fromstring(sample())
     statement = root.find(q("BkToCstmrStmt/Stmt"))
     first = statement.find(q("Ntry"))
@@ -403,11 +406,8 @@ def test_p19_a_large_statement_reads_in_seconds():
         entry = copy.deepcopy(first)
         entry.find(q("AcctSvcrRef")).text = f"BULK{index:06d}"
         statement.append(entry)
-    body = etree.tostring(root)
-    started = time.monotonic()
-    entries = read_statement(body, today=TODAY).entries
+    entries = read_statement(etree.tostring(root), today=TODAY).entries
     assert len(entries) == 2009 and len({e.key for e in entries}) == 2009
-    assert time.monotonic() - started < 5
 
 
 def test_p19_two_statements_in_one_file_are_read_and_keyed_together():
