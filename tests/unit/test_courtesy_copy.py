@@ -1,6 +1,7 @@
 """The courtesy copy of an invoice (P17): a PDF read from the invoice's XML, showing the customer
 the number, date, parties, lines, VAT and total in Italian, the same bytes every time."""
 
+import copy
 import re
 from datetime import date
 
@@ -65,6 +66,22 @@ def test_p17_courtesy_copy_of_a_company_invoice_shows_what_was_sent():
         assert description in text
     # The service's description is longer than its column: wrapped onto two rows, not cut.
     assert lines[0] not in shown_strings(pdf)
+
+
+def test_p17_courtesy_copy_of_a_long_invoice_goes_on_with_its_headings_on_each_page():
+    invoice = issue(make_order(years=2), company_billing())
+    root = etree.fromstring(invoice.xml)
+    goods = root.find("FatturaElettronicaBody/DatiBeniServizi")
+    for _ in range(70):
+        goods.insert(1, copy.deepcopy(goods.find("DettaglioLinee")))
+    pdf = courtesy_pdf(etree.tostring(root), compress=False)
+    pages = int(re.search(rb"/Count (\d+)", pdf).group(1))
+    shown = shown_strings(pdf)
+
+    assert pages >= 3
+    # The lines' headings open the table and every page it continues on; every line is there.
+    assert shown.count("Descrizione") in (pages - 1, pages)  # the last page may hold only the totals
+    assert page_text(pdf).count(descriptions(invoice.xml)[0]) == 71
 
 
 def test_p17_courtesy_copy_of_a_person_names_her_tax_code_and_pec():
