@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity, workflow
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -121,8 +122,12 @@ class _LogActivity(ActivityInboundInterceptor):
         try:
             result = await super().execute_activity(input)
         except BaseException as error:
-            # The SDK logs the failure with its traceback; this line makes it findable by order.
-            log.warning("activity %s failed: %s", info.activity_type, type(error).__name__, extra=context(*input.args))
+            # The SDK logs the failure with its traceback; this line makes it findable by order. An
+            # error its activity calls benign (expected, retried later) is said at INFO, as the SDK does.
+            benign = isinstance(error, ApplicationError) and error.category == ApplicationErrorCategory.BENIGN
+            level = logging.INFO if benign else logging.WARNING
+            failed = type(error).__name__
+            log.log(level, "activity %s failed: %s", info.activity_type, failed, extra=context(*input.args))
             raise
         log.info("activity %s done", info.activity_type, extra=context(*input.args, result))
         return result

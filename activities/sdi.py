@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import asyncpg
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.sdi_client import RiceviFileClient, SdiInDoubt, SdiUnreachable
 from db import sdi as table
@@ -52,10 +52,12 @@ class Sdi:
             await table.record_failure(self.pool, attempt.file_name, "SDI_URL is not set", certainly_not_sent=True)
             # Not SdI being down: this worker has none. Ask again at the policy's longest wait, not
             # in the backoff's first seconds (a burst of activations would be a burst of retries).
+            # Benign: said once at the worker's start, not logged with a traceback at every try.
             raise ApplicationError(
                 "SDI_URL is not set: this worker cannot reach SdI",
                 type=errors.SDI_UNAVAILABLE,
                 next_retry_delay=NO_SDI_RETRY,
+                category=ApplicationErrorCategory.BENIGN,
             )
         try:
             answer = await _heartbeating(self.client.send(attempt.file_name, attempt.xml))
