@@ -5,8 +5,10 @@ checkout, one full payment): the same five updates (update-with-start `open`, `a
 `apply_discount` with an activity inside, `checkout` with an activity inside, `register_payment`),
 the same seven activities (load, discount lookup, create order, instructions email, ledger,
 activation, confirmation email) with no-op bodies, the same search-attribute upserts and current
-details, and the same durable timers started and cancelled (the cart-idle wait restarted by every
-change, the first reminder cancelled by the payment). `python -m bench` compares both histories
+details, the same durable timers started and cancelled (the cart-idle wait restarted by every
+change, the first reminder cancelled by the payment), and the activation starting a second
+workflow, as the renewal's starts its invoice's delivery (P18; `FloorDelivery`, as on the bench's
+worker, which has no SdI). `python -m bench` compares both histories
 event type by event type, so a drift between the two shows in the results.
 
 `python -m bench.floor` runs its worker with the settings `worker.build_worker` gives the real one.
@@ -27,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 # and pydantic models built there would cost every run a schema build the renewal never pays.
 with workflow.unsafe.imports_passed_through():
     from bench.floor_activities import (
+        FLOOR_DELIVERY_TYPE,
         FLOOR_TASK_QUEUE,
         FLOOR_WORKFLOW_TYPE,
         FloorActivities,
@@ -71,7 +74,7 @@ class FloorWorkflow:
             while self._outbox:
                 await self._call(FloorActivities.settle, self._outbox.pop(0))
             if self._paid >= self._total:
-                await self._call(FloorActivities.activate, Step(name="activate"))
+                await self._call(FloorActivities.activate, Step(name="activate", key=input.username))
                 self._set_stage("ACTIVATED")
                 await self._call(FloorActivities.email, Step(name="renewal_confirmed"))
                 break
@@ -173,6 +176,26 @@ class FloorWorkflow:
         return FloorView(stage=self._stage, changes=self._changes, order_number=self._order, total_cents=self._total)
 
 
+@workflow.defn(name=FLOOR_DELIVERY_TYPE)
+class FloorDelivery:
+    """The invoice delivery's first moves on a worker without SDI_URL (workflows/invoice.py): the
+    12-day alarm's timer, the send (refused, asked again in 5 minutes), the wait for SdI's word."""
+
+    @workflow.run
+    async def run(self, step: Step) -> None:
+        alarm = asyncio.create_task(asyncio.sleep(timedelta(days=12).total_seconds()))
+        workflow.set_current_details("**State:** sending")
+        await workflow.execute_activity_method(
+            FloorActivities.transmit,
+            step,
+            start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5)),
+            summary=f"floor send {step.key}",
+        )
+        await alarm
+
+
 async def main() -> None:
     """The floor's worker: the real worker's settings (`build_worker`), the floor's workflow."""
     import asyncpg
@@ -191,8 +214,8 @@ async def main() -> None:
     reference = build_worker(client, store, Mailer(store, "", 0, ""), settings.temporal_task_queue)
     config = reference.config()
     config["task_queue"] = FLOOR_TASK_QUEUE
-    config["workflows"] = [FloorWorkflow]
-    config["activities"] = floor_activities()
+    config["workflows"] = [FloorWorkflow, FloorDelivery]
+    config["activities"] = floor_activities(client)
     worker = Worker(**config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,9 +9,16 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from activities.sdi import NO_SDI_RETRY
+from renewals import search_attributes as sa
 
 FLOOR_TASK_QUEUE = "bench-floor"
 FLOOR_WORKFLOW_TYPE = "BenchFloorWorkflow"
+FLOOR_DELIVERY_TYPE = "BenchFloorDelivery"
 
 
 class FloorInput(BaseModel):
@@ -25,6 +32,7 @@ class Step(BaseModel):
 
     name: str
     amount_cents: int = 0
+    key: str = ""
 
 
 class FloorView(BaseModel):
@@ -40,7 +48,11 @@ class FloorResult(BaseModel):
 
 
 class FloorActivities:
-    """No-op bodies: the cost left is the engine's (schedule, poll, complete, record)."""
+    """No-op bodies: the cost left is the engine's (schedule, poll, complete, record). The
+    activation starts a delivery workflow, as the renewal's starts its invoice's (P18)."""
+
+    def __init__(self, client: Client | None) -> None:
+        self.client = client
 
     @activity.defn(name="floor_load")
     async def load(self, step: Step) -> Step:
@@ -60,20 +72,45 @@ class FloorActivities:
 
     @activity.defn(name="floor_activate")
     async def activate(self, step: Step) -> Step:
+        if self.client is not None:
+            await self.client.start_workflow(
+                FLOOR_DELIVERY_TYPE,
+                step,
+                id=f"floor-invoice-{step.key}",
+                task_queue=FLOOR_TASK_QUEUE,
+                static_summary=f"floor delivery {step.key}",
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.INVOICE_NUMBER, step.key),
+                        SearchAttributePair(sa.ORDER, step.key),
+                        SearchAttributePair(sa.USERNAME, step.key),
+                        SearchAttributePair(sa.SDI_STATE, "sending"),
+                        SearchAttributePair(sa.SDI_ALARM, False),
+                    ]
+                ),
+            )
         return step
+
+    @activity.defn(name="floor_transmit")
+    async def transmit(self, step: Step) -> Step:
+        """As the real send on a worker without SDI_URL: refused, asked again in 5 minutes."""
+        raise ApplicationError(
+            "no SdI on the floor", next_retry_delay=NO_SDI_RETRY, category=ApplicationErrorCategory.BENIGN
+        )
 
     @activity.defn(name="floor_email")
     async def email(self, step: Step) -> Step:
         return step
 
 
-def floor_activities() -> list[Callable[..., object]]:
-    activities = FloorActivities()
+def floor_activities(client: Client | None) -> list[Callable[..., object]]:
+    activities = FloorActivities(client)
     return [
         activities.load,
         activities.lookup,
         activities.create_order,
         activities.settle,
         activities.activate,
+        activities.transmit,
         activities.email,
     ]
