@@ -123,7 +123,8 @@ class _LogActivity(ActivityInboundInterceptor):
             result = await super().execute_activity(input)
         except BaseException as error:
             # The SDK logs the failure with its traceback; this line makes it findable by order. An
-            # error its activity calls benign (expected, retried later) is said at INFO, as the SDK does.
+            # error its activity calls benign (expected, retried later) is said at INFO (the SDK's
+            # own line drops to DEBUG).
             benign = isinstance(error, ApplicationError) and error.category == ApplicationErrorCategory.BENIGN
             level = logging.INFO if benign else logging.WARNING
             failed = type(error).__name__
