@@ -24,7 +24,7 @@ from renewals.invoice import schema_problems, sdi_problems
 from renewals.records import ServiceRecord
 from renewals.types import Stage
 from renewals.views import OrderView
-from tests.conftest import handle_of
+from tests.conftest import eventually, handle_of
 from tests.faults.conftest import Stack, pause, seed_batch
 from tests.faults.test_faults import retrying
 
@@ -57,19 +57,21 @@ async def checkout_all(ingress: Renewals, services: list[ServiceRecord]) -> list
 
 
 async def eventually_waiting(conn, timeout: float = 60) -> bool:
-    """An activation is blocked on our lock (PostgreSQL says a backend waits on a lock), or every
-    order is already paid. Killed activations come back after their 30 s timeout: wait longer."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """True once an activation is blocked on our lock (PostgreSQL says a backend waits on a lock),
+    False once every order is already paid. Killed activations come back after their 30 s timeout:
+    wait longer."""
+
+    async def waiting_or_done() -> str | None:
         # Inside a transaction PostgreSQL keeps the first read of pg_stat_activity for the rest of
         # it: without clearing that snapshot, a wait that begins after the first poll is never seen.
         await conn.execute("SELECT pg_stat_clear_snapshot()")
         if await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"):
-            return True
+            return "waiting"
         if not await conn.fetchval("SELECT count(*) FROM orders WHERE status = 'awaiting_payment'"):
-            return False
-        await asyncio.sleep(0.02)
-    raise AssertionError("no activation reached the invoice in time")
+            return "done"
+        return None
+
+    return await eventually(waiting_or_done, timeout, "an activation to reach the invoice") == "waiting"
 
 
 async def retried_activations(ingress: Renewals, usernames: list[str]) -> int:
