@@ -10,11 +10,10 @@ from datetime import timedelta
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.sdi import NO_SDI_RETRY
-from renewals import search_attributes as sa
+from client.starts import delivery_search_attributes
 
 FLOOR_TASK_QUEUE = "bench-floor"
 FLOOR_WORKFLOW_TYPE = "BenchFloorWorkflow"
@@ -79,15 +78,7 @@ class FloorActivities:
                 id=f"floor-invoice-{step.key}",
                 task_queue=FLOOR_TASK_QUEUE,
                 static_summary=f"floor delivery {step.key}",
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.INVOICE_NUMBER, step.key),
-                        SearchAttributePair(sa.ORDER, step.key),
-                        SearchAttributePair(sa.USERNAME, step.key),
-                        SearchAttributePair(sa.SDI_STATE, "sending"),
-                        SearchAttributePair(sa.SDI_ALARM, False),
-                    ]
-                ),
+                search_attributes=delivery_search_attributes(step.key, step.key, step.key),
             )
         return step
 

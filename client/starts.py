@@ -59,6 +59,19 @@ async def start_auto_renewal(
     )
 
 
+def delivery_search_attributes(number: str, order_number: str, username: str) -> TypedSearchAttributes:
+    """What ops find a delivery by from its start: the invoice, its order, the service, `sending`."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.INVOICE_NUMBER, number),
+            SearchAttributePair(sa.ORDER, order_number),
+            SearchAttributePair(sa.USERNAME, username),
+            SearchAttributePair(sa.SDI_STATE, "sending"),
+            SearchAttributePair(sa.SDI_ALARM, False),
+        ]
+    )
+
+
 async def start_invoice_delivery(client: Client, task_queue: str, input: DeliveryInput) -> bool:
     """Start the SdI delivery of invoice `input.number` (P18); False when it was started before,
     running or finished: one delivery per invoice, ever (the id is never reused)."""
@@ -72,15 +85,7 @@ async def start_invoice_delivery(client: Client, task_queue: str, input: Deliver
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             result_type=DeliveryView,
             static_summary=f"SdI delivery of invoice {input.number} (order {input.order_number}, {input.username})",
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.INVOICE_NUMBER, input.number),
-                    SearchAttributePair(sa.ORDER, input.order_number),
-                    SearchAttributePair(sa.USERNAME, input.username),
-                    SearchAttributePair(sa.SDI_STATE, "sending"),
-                    SearchAttributePair(sa.SDI_ALARM, False),
-                ]
-            ),
+            search_attributes=delivery_search_attributes(input.number, input.order_number, input.username),
         )
     except WorkflowAlreadyStartedError:
         return False
