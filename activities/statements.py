@@ -71,12 +71,20 @@ class StatementDesk:
             raise ApplicationError(str(refused), type=STATEMENT_REFUSED, non_retryable=True) from None
         entries = read.entries
         known = await table.recorded_keys(self.pool, [entry.key for entry in entries])
-        todo = [(position, entry) for position, entry in enumerate(entries, start=1) if entry.key not in known]
-        named = sorted({number for _, entry in todo if entry.payable for number in numbers_named(entry)})
+        # Each entry with the order numbers it names, read once: for the one lookup, then its match.
+        todo = [
+            (position, entry, numbers_named(entry) if entry.payable else frozenset[str]())
+            for position, entry in enumerate(entries, start=1)
+            if entry.key not in known
+        ]
+        named = sorted({number for _, _, numbers in todo for number in numbers})
         orders = {order.order_number: order for order in await table.orders_named(self.pool, named)}
         recorded_now = 0
         for start in range(0, len(todo), RECORD_BATCH):
-            batch = [await self._judged(read, at, entry, orders) for at, entry in todo[start : start + RECORD_BATCH]]
+            batch = [
+                await self._judged(read, at, entry, [orders[number] for number in numbers if number in orders])
+                for at, entry, numbers in todo[start : start + RECORD_BATCH]
+            ]
             recorded_now += await table.record_entries(self.pool, request.import_id, batch)
             activity.heartbeat(start + len(batch))
         await table.mark_recorded(self.pool, request.import_id)
@@ -84,11 +92,11 @@ class StatementDesk:
         return Recorded(entries=len(entries), recorded_now=recorded_now, recorded_before=before)
 
     async def _judged(
-        self, read: StatementFile, position: int, entry: Entry, orders: dict[str, CandidateOrder]
+        self, read: StatementFile, position: int, entry: Entry, named: list[CandidateOrder]
     ) -> table.RecordedEntry:
+        """`named`: the open orders the entry names."""
         if not entry.payable:
             return table.RecordedEntry(entry, position, "ignored", f"not a payment: {entry.not_a_payment}")
-        named = [orders[number] for number in numbers_named(entry) if number in orders]
         found = match(entry, OrderBook(named))
         if not found.matched:
             found = await self._with_suggestions(entry, named)

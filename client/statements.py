@@ -39,8 +39,6 @@ __all__ = [
     "AssignRefused",
     "StatementRefused",
     "assign_entry",
-    "import_record",
-    "recent_imports",
     "submit_statement",
     "unmatched_entries",
 ]
@@ -90,16 +88,6 @@ async def start_import(client: Client, task_queue: str, import_id: str) -> Workf
         result_type=ImportRecord,
         static_summary=f"Import of bank statement {import_id[:12]} (P19)",
     )
-
-
-async def recent_imports(pool: asyncpg.Pool, limit: int = 20) -> list[ImportRecord]:
-    """The last imports, newest first, with their counts."""
-    return await table.recent_imports(pool, limit)
-
-
-async def import_record(pool: asyncpg.Pool, import_id: str) -> ImportRecord | None:
-    """One import as it stands (its id is the file's SHA-256, hex), or None."""
-    return await table.import_record(pool, import_id)
 
 
 async def unmatched_entries(pool: asyncpg.Pool, limit: int = 100) -> list[UnmatchedEntry]:

@@ -115,14 +115,6 @@ async def import_record(db: Db, import_id: str) -> ImportRecord | None:
     return _record(row) if row is not None else None
 
 
-async def recent_imports(pool: asyncpg.Pool, limit: int = 20) -> list[ImportRecord]:
-    """The last imports, newest first (the back office's list)."""
-    rows = await pool.fetch(
-        f"SELECT {_IMPORT_COLUMNS} FROM statement_imports ORDER BY received_at DESC, id LIMIT $1", limit
-    )
-    return [_record(row) for row in rows]
-
-
 async def stored_file(pool: asyncpg.Pool, import_id: str) -> tuple[bytes, date]:
     """The file's bytes and the day it was read on (its entries are judged against that day)."""
     row = await pool.fetchrow("SELECT raw, read_on FROM statement_imports WHERE id = $1", import_id)

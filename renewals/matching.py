@@ -472,23 +472,19 @@ _NOT_A_NAME = frozenset(
 )
 
 
-def _name_tokens(name: str) -> list[str]:
+def name_words(name: str) -> list[str]:
+    """The words of a name that say whose it is, plain (no accents, lower case, no legal form), in
+    order: what a lookup compares with the holders' names to find orders to suggest."""
     plain = unicodedata.normalize("NFKD", name)
     plain = "".join(c for c in plain if not unicodedata.combining(c)).lower().replace(".", "")
     return sorted(t for t in re.split(r"[^0-9a-z]+", plain) if t and t not in _NOT_A_NAME)
-
-
-def name_words(name: str) -> list[str]:
-    """The words of a name that say whose it is, plain (no accents, lower case, no legal form): what
-    a lookup compares with the holders' names to find orders to suggest."""
-    return _name_tokens(name)
 
 
 def name_similarity(payer: str, holder: str) -> float:
     """How alike two names are, 0..1: accents, case, punctuation, legal forms and the order of the
     words ("ROSSI MARIO" and "Mario Rossi", "BIANCHI S.R.L." and "Bianchi srl" are 1.0), then
     difflib's ratio of what is left."""
-    a, b = " ".join(_name_tokens(payer)), " ".join(_name_tokens(holder))
+    a, b = " ".join(name_words(payer)), " ".join(name_words(holder))
     if not a or not b:
         return 0.0
     return SequenceMatcher(None, a, b).ratio()

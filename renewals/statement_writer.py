@@ -6,6 +6,7 @@ official schema like any bank's file."""
 from datetime import date
 from xml.sax.saxutils import escape
 
+from renewals import invoice  # camt writes amounts as FatturaPA does: 30.50
 from renewals.creditor_reference import causale, creditor_reference, printed
 
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"
@@ -17,14 +18,8 @@ BOOKED_ON = date(2026, 3, 2)
 Transaction = tuple[int | None, tuple[str, ...], tuple[str, ...]]
 
 
-def money(cents: int) -> str:
-    """An amount as camt writes it: `30.50`."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
-
-
 def _details(cents: int | None, lines: tuple[str, ...], refs: tuple[str, ...], currency: str, debtor: str) -> str:
-    amount = f'<AmtDtls><TxAmt><Amt Ccy="{currency}">{money(cents)}</Amt></TxAmt></AmtDtls>' if cents else ""
+    amount = f'<AmtDtls><TxAmt><Amt Ccy="{currency}">{invoice.amount(cents)}</Amt></TxAmt></AmtDtls>' if cents else ""
     remittance = "".join(f"<Ustrd>{escape(line)}</Ustrd>" for line in lines) + "".join(
         f"<Strd><CdtrRefInf><Tp><CdOrPrtry><Cd>SCOR</Cd></CdOrPrtry></Tp><Ref>{escape(r)}</Ref></CdtrRefInf></Strd>"
         for r in refs
@@ -53,7 +48,7 @@ def ntry(
     TxDtls, each (amount, Ustrd lines, Strd references); else one TxDtls with `ustrd` and `strd`."""
     parts = transactions if transactions is not None else ((None, ustrd, strd),)
     return (
-        f'<Ntry><Amt Ccy="{currency}">{money(amount_cents)}</Amt><CdtDbtInd>{credit_debit}</CdtDbtInd>'
+        f'<Ntry><Amt Ccy="{currency}">{invoice.amount(amount_cents)}</Amt><CdtDbtInd>{credit_debit}</CdtDbtInd>'
         f"{'<RvslInd>true</RvslInd>' if reversal else ''}<Sts>BOOK</Sts>"
         f"<BookgDt><Dt>{booked_on}</Dt></BookgDt><ValDt><Dt>{booked_on}</Dt></ValDt>"
         f"<AcctSvcrRef>{escape(ref)}</AcctSvcrRef>"

@@ -13,7 +13,7 @@ import copy
 import hashlib
 import json
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Literal
 from lxml import etree
 from pydantic import BaseModel, ConfigDict
 
-from renewals.dates import ROME
+from renewals.dates import ROME, start_of_day
 from renewals.safe_xml import safe_parser
 
 Version = Literal["camt.053.001.02", "camt.053.001.08"]
@@ -114,7 +114,7 @@ class Entry(BaseModel):
         by its Rome day): the start of the booking day in Rome, else of the value day, else
         `fallback` (the statement's creation)."""
         day = self.booked_on or self.value_on
-        return datetime.combine(day, time(), tzinfo=ROME) if day else fallback
+        return start_of_day(day) if day else fallback
 
     @property
     def references(self) -> tuple[str, ...]:

@@ -87,7 +87,7 @@ class StatementImport:
     async def _deliver(self, import_id: str, attempt: int) -> int:
         """Every payment of the import still `received`, in batches; how many deliveries failed."""
         batch = DeliverBatch(import_id=import_id)
-        failed = 0
+        failed_before = self.delivered.failed
         while True:
             summary = f"deliver the payments of statement {self.short_id} after {batch.after or 'the first'}"
             delivered = await workflow.execute_activity_method(
@@ -100,8 +100,7 @@ class StatementImport:
                 ),
             )
             if delivered.last is None:
-                return failed
-            failed += delivered.failed
+                return self.delivered.failed - failed_before
             self._add(delivered)
             batch = batch.model_copy(update={"after": delivered.last})
 
