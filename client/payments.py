@@ -43,9 +43,12 @@ class PaymentDesk:
         self.update_timeout = update_timeout
 
     async def deliver(self, entry: PaymentEntry) -> PaymentOutcome:
-        """Ledger first, then the renewal of the order. Raises TransactionConflict for a reused id."""
-        received_at = await self.store.ledger.receive(entry)
-        entry = entry.model_copy(update={"received_at": received_at})
+        """Ledger first, then the renewal of the order. Raises TransactionConflict for a reused id.
+        An entry read back from the ledger (the reconciler's rows, a statement's, an assignment's)
+        carries when the ledger took it: it is there already, and is not written again."""
+        if entry.received_at is None:
+            received_at = await self.store.ledger.receive(entry)
+            entry = entry.model_copy(update={"received_at": received_at})
         owner = await self.store.ledger.order_owner(entry.order_number)
         if owner is None:
             return await self._unmatched(entry, f"no order is numbered {entry.order_number!r} (P11)", 0, 0)
