@@ -94,7 +94,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     # The customer's pages, /ui/ (ingress/pages): either secret of a rotation verifies, the current signs.
-    pages.include(app, ingress, panel_secret)
+    pages.include(app, ingress, _values(panel_secret))
     openapi.serve(app)
     app.add_middleware(Deadline, seconds=deadline)
     if max_concurrency is not None:

@@ -109,6 +109,11 @@ def examples(
     return {"content": {media_type: content}}
 
 
+def one_of(schema: dict[str, Any]) -> None:
+    """An answer that is exactly one of its views says so (`json_schema_extra` of a RootModel union)."""
+    schema["oneOf"] = schema.pop("anyOf")
+
+
 def refusals(*statuses: int, read: bool = False) -> dict[int | str, dict[str, Any]]:
     """The `Error` answers of a signed route, for its `responses=`: one example each, the replay's
     409 (P21) beside the rules' on an event or alone on a `read`, Retry-After on 429 and 503."""

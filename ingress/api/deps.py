@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from client.renewals import Renewals
 from db.signatures import SeenSignatures
+from ingress import bodies
 from ingress.api.errors import ApiError, invalid
 from ingress.idempotency import HEADER as IDEMPOTENCY_HEADER
 from ingress.idempotency import IdempotencyKeys
@@ -74,19 +75,9 @@ IngressDep = Annotated[Renewals, Depends(ingress_of)]
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:
-    """The body as sent, refused with 413 past `limit` bytes: by its declared length before a byte
-    is read, else as soon as the bytes read pass the bound."""
+    """The body as sent, refused with 413 past `limit` bytes."""
     too_large = ApiError(413, "payload_too_large", f"the body must be at most {limit} bytes")
-    declared = request.headers.get("content-length")
-    if declared and (not declared.isdigit() or int(declared) > limit):
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-    return b"".join(chunks)
+    return await bodies.read_bounded(request, limit, too_large)
 
 
 async def raw_body(request: Request) -> bytes:
@@ -169,7 +160,6 @@ class JsonBody:
         fields: Mapping[str, Mapping[str, str]] | None = None,
         accepted: bool = False,
     ) -> None:
-        self.model = model
         self.adapter: TypeAdapter[Any] = TypeAdapter(model)
         self.examples = dict(examples)
         self.name = name or (model.__name__ if isinstance(model, type) else None)

@@ -7,7 +7,7 @@ path the customer's pages take.
 """
 
 import math
-from typing import Annotated, Any, get_args
+from typing import Annotated, get_args
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -51,15 +51,11 @@ PANEL_EVENT = JsonBody(
 PanelEventDep = Annotated[PanelEvent, Depends(PANEL_EVENT)]
 
 
-def _one_of(schema: dict[str, Any]) -> None:
-    schema["oneOf"] = schema.pop("anyOf")  # exactly one view answers: the document says so
-
-
 class PanelAnswer(RootModel[CartView | OrderView | ServiceStatusView]):
     """The cart view (renew, reactivate, cart changes), the order view (checkout) or the service view
     (auto_renew_changed)."""
 
-    model_config = ConfigDict(json_schema_extra=_one_of)
+    model_config = ConfigDict(json_schema_extra=openapi.one_of)
 
 
 def within_rate_limit(event: PanelEventDep, api: ApiDep) -> None:

@@ -20,7 +20,7 @@ from renewals.views import ChargeOutcomeView, PaymentOutcome
 class PaymentAnswer(RootModel[PaymentOutcome | ChargeOutcomeView]):
     """What a payment did (P5), or what became of a declined charge (P20)."""
 
-    model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(oneOf=schema.pop("anyOf")))
+    model_config = ConfigDict(json_schema_extra=openapi.one_of)
 
 
 router = APIRouter(prefix="/payments", tags=["payments"], dependencies=[Depends(payments_signature)])

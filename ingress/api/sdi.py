@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 from client.payments import closed
 from db import sdi as table
 from ingress.api.deps import ApiDep
+from ingress.bodies import read_bounded
 from renewals import DELIVERY_NOTICE_SIGNAL, delivery_id
 from renewals.delivery import Notice
 from renewals.sdicoop import (
@@ -50,15 +51,6 @@ class Refused(Exception):
 def fault(reason: str, *, server: bool = False) -> Response:
     # SOAP 1.1 answers a fault with HTTP 500 (WS-I Basic Profile), whoever is at fault.
     return Response(soap_fault(reason, server=server), status_code=500, media_type=SOAP_CONTENT_TYPE)
-
-
-async def read_limited(request: Request) -> bytes:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_CALLBACK_BYTES:
-            raise Refused(f"the request is larger than {MAX_CALLBACK_BYTES} bytes")
-    return body
 
 
 def verified(body: bytes, content_type: str, certificate: bytes | None) -> tuple[Callback, Notification]:
@@ -137,7 +129,8 @@ async def trasmissione_fatture(request: Request, api: ApiDep) -> Response:
     pool = api.ingress.store.pool
     body = b""
     try:
-        body = await read_limited(request)
+        too_large = Refused(f"the request is larger than {MAX_CALLBACK_BYTES} bytes")
+        body = await read_bounded(request, MAX_CALLBACK_BYTES, too_large)
         content_type = request.headers.get("content-type", "")
         callback, notification, owner, kept = await stored(pool, body, content_type, api.sdi_signing_cert)
     except Refused as refusal:

@@ -14,14 +14,12 @@ stack's dev pages (sign in as any demo service, the payments back office) are no
 stack mounts them (stack/dev_pages.py), and nothing under ingress/ imports `stack`.
 """
 
-from collections.abc import Sequence
-
 from fastapi import FastAPI
 
 from client.renewals import Renewals
 from ingress.pages import auto_renew, cart, dunning, home, order, sign_in, static
 from ingress.pages.site import Pages
-from settings import Settings, load_settings
+from settings import load_settings
 
 ROUTERS = (
     static.router,
@@ -34,16 +32,12 @@ ROUTERS = (
 )
 
 
-def include(
-    app: FastAPI, ingress: Renewals, panel_secrets: str | Sequence[str], settings: Settings | None = None
-) -> None:
+def include(app: FastAPI, ingress: Renewals, panel_secrets: tuple[str, ...]) -> None:
     """Mount the /ui/ pages on `app`, served through `ingress`. `panel_secrets`: one value, or the
-    current and the previous during a rotation (either verifies, the current signs). `settings`:
-    the pages' own (PANEL_UI_URL, PANEL_UI_RATE_PER_MINUTE, PANEL_UI_BURST, PANEL_UI_CODE_*),
-    read from the environment now when not given."""
-    secrets = (panel_secrets,) if isinstance(panel_secrets, str) else tuple(panel_secrets)
-    if settings is None:
-        settings = load_settings(PANEL_SECRET=",".join(secrets))
-    app.state.pages = Pages(ingress, settings, secrets)
+    current and the previous during a rotation (either verifies, the current signs). The pages'
+    own settings (PANEL_UI_URL, PANEL_UI_RATE_PER_MINUTE, PANEL_UI_BURST, PANEL_UI_CODE_*) are
+    read from the environment now."""
+    settings = load_settings(PANEL_SECRET=",".join(panel_secrets))
+    app.state.pages = Pages(ingress, settings, panel_secrets)
     for router in ROUTERS:
         app.include_router(router)

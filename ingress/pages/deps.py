@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 from fastapi import Depends, Request
 
+from ingress.bodies import read_bounded
 from ingress.pages.session import Session
 from ingress.pages.site import Pages, Refused, pages_of
 
@@ -41,11 +42,8 @@ async def form_fields(request: Request) -> dict[str, str]:
     """The fields of a url-encoded form of bounded size (415, 413 otherwise); the first of each name."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         raise Refused(415, "Richiesta non valida", "Il modulo deve essere inviato come modulo web.")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise Refused(413, "Richiesta non valida", "Il modulo inviato è troppo grande.")
+    too_large = Refused(413, "Richiesta non valida", "Il modulo inviato è troppo grande.")
+    body = await read_bounded(request, MAX_FORM_BYTES, too_large)
     return {
         name: values[0] for name, values in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
     }

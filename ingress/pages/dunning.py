@@ -18,13 +18,13 @@ from fastapi.responses import Response
 
 from client.renewals import RenewalsError
 from ingress.pages.deps import ChangeForm, CustomerSession, FormFields, PagesDep
+from ingress.pages.order import own_order
 from ingress.pages.session import Session
 from ingress.pages.sign_in import bound_to_this_browser, sign_in_page, signed_in
 from ingress.pages.site import Pages, Refused, page_router
 from ingress.pages.words import refusal
 from renewals.links import link_refusal
 from renewals.types import Stage
-from renewals.views import RenewalView
 
 router = page_router()
 
@@ -67,13 +67,6 @@ async def email_sign_in(
     order_number: str, request: Request, pages: PagesDep, link: Annotated[EmailLink, Depends(link_in_form)]
 ) -> Response:
     return await signed_in(request, pages, link[0], f"/ui/ordini/{order_number}/pagamento")
-
-
-async def own_order(pages: Pages, username: str, order_number: str) -> RenewalView:
-    renewal = await pages.current(username)
-    if renewal is None or renewal.order is None or renewal.order.order_number != order_number:
-        raise Refused(404, "Ordine non trovato", "Questo ordine non è tra gli ordini del tuo servizio.")
-    return renewal
 
 
 @router.get("/ordini/{order_number}/pagamento")

@@ -12,11 +12,11 @@ from pydantic import ValidationError
 from client.renewals import RenewalsError
 from ingress.pages.deps import ChangeForm, CustomerSession, PagesDep
 from ingress.pages.forms import field_error, whole
-from ingress.pages.site import Refused, page_router
+from ingress.pages.site import Pages, Refused, page_router
 from ingress.pages.words import refusal
 from renewals.events import CheckoutSubmitted
 from renewals.types import Stage
-from renewals.views import OrderView
+from renewals.views import OrderView, RenewalView
 
 router = page_router()
 
@@ -68,11 +68,16 @@ async def checkout(pages: PagesDep, session: CustomerSession, fields: ChangeForm
 
 @router.get("/ordini/{order_number}")
 async def confirmation(order_number: str, pages: PagesDep, session: CustomerSession) -> Response:
-    renewal = await pages.current(session.subject)
-    # Only the signed-in customer's own order: another's is "not found", never shown.
+    renewal = await own_order(pages, session.subject, order_number)
+    return pages.render("conferma.html", session=session, order=renewal.order)
+
+
+async def own_order(pages: Pages, username: str, order_number: str) -> RenewalView:
+    """The customer's renewal, if `order_number` is its order: another's is "not found", never shown."""
+    renewal = await pages.current(username)
     if renewal is None or renewal.order is None or renewal.order.order_number != order_number:
         raise Refused(404, "Ordine non trovato", "Questo ordine non è tra gli ordini del tuo servizio.")
-    return pages.render("conferma.html", session=session, order=renewal.order)
+    return renewal
 
 
 @router.get("/rinnovo")

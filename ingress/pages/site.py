@@ -210,12 +210,17 @@ class Pages:
     # ------------------------------------------------------------------ who is asking
 
     async def session(self, request: Request, role: Role) -> Session | None:
-        """The signed session the request carries, if it was not ended since (sign-out)."""
-        kind: CookieKind = "customer" if role == "customer" else "backoffice"
-        session = read_session(self.secrets, role, request.cookies.get(self.cookies.name(kind)), time.time())
-        if session is None or not await ui_sessions.session_is_live(self.pool, session.key):
-            return None
-        return session
+        """The signed session the request carries, if it was not ended since (sign-out). Looked up
+        once per request: a dependency's lookup serves the refusal page that follows it."""
+        looked_up: dict[Role, Session | None] | None = getattr(request.state, "sessions", None)
+        if looked_up is None:
+            looked_up = request.state.sessions = {}
+        if role not in looked_up:
+            kind: CookieKind = "customer" if role == "customer" else "backoffice"
+            session = read_session(self.secrets, role, request.cookies.get(self.cookies.name(kind)), time.time())
+            live = session is not None and await ui_sessions.session_is_live(self.pool, session.key)
+            looked_up[role] = session if live else None
+        return looked_up[role]
 
     async def start_session(self, role: Role, subject: str) -> Session:
         session = new_session(role, subject, time.time())
