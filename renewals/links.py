@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from urllib.parse import urlencode, urlsplit
 
+from renewals.signing import UNIX_SECONDS
+
 PURPOSE = "email-link"
 
 
@@ -43,7 +45,7 @@ def link_refusal(
 ) -> str | None:
     """None for a link one of `secrets` signed for this path and customer and not yet expired;
     otherwise why it is refused (said to the customer in one line)."""
-    if not expires.isdigit() or len(expires) > 12:
+    if not UNIX_SECONDS.match(expires):
         return "the link is not valid"
     if int(expires) < now:
         return "the link has expired"

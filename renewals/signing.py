@@ -37,8 +37,9 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 TOLERANCE_SECONDS = 300
 V2_PREFIX = "v2="
 V1_PREFIX = "sha256="
-# ASCII digits only: str.isdigit() also takes '²', which int() then refuses.
-_UNIX_SECONDS = re.compile(r"^[0-9]{1,12}\Z")
+# A time in Unix seconds as signed links and requests carry it: ASCII digits only (str.isdigit()
+# also takes '²', which int() then refuses).
+UNIX_SECONDS = re.compile(r"^[0-9]{1,12}\Z")
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
 
 
@@ -123,7 +124,7 @@ def verify(secrets: str | Sequence[str], received: Received, now: float, *, acce
     timestamp, signature = received.timestamp, received.signature
     if not timestamp or not signature:
         raise SignatureError("missing X-Timestamp or X-Signature header")
-    if not _UNIX_SECONDS.match(timestamp):
+    if not UNIX_SECONDS.match(timestamp):
         raise SignatureError("X-Timestamp must be unix seconds")
     if abs(now - int(timestamp)) > TOLERANCE_SECONDS:
         raise SignatureError("X-Timestamp is more than 5 minutes from the server's clock")

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from pydantic import TypeAdapter, ValidationError
 
 from renewals.links import mac, signed_by_any
+from renewals.signing import UNIX_SECONDS
 from renewals.types import Username
 
 # A link is good for this long after the panel made it: long enough for a redirect, too short to
@@ -36,7 +37,6 @@ SESSION_SECONDS = 3600
 SIGN_IN_PATH = "/ui/accesso"
 _USERNAME: TypeAdapter[str] = TypeAdapter(Username)
 _HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
-_DIGITS = re.compile(r"^[0-9]{1,12}\Z")
 
 
 # One secret, or the values of a rotation with the one to sign with first.
@@ -74,7 +74,7 @@ def check_sign_in(secret: Secrets, username: str | None, expires: str | None, si
         _USERNAME.validate_python(username)
     except ValidationError:
         raise SignInError("u is not a username") from None
-    if not _DIGITS.match(expires):
+    if not UNIX_SECONDS.match(expires):
         raise SignInError("exp must be unix seconds")
     if not _HEX64.match(signature):
         raise SignInError("sig must be 64 hex digits")
@@ -154,7 +154,7 @@ def read_session(secret: Secrets, role: Role, cookie: str | None, now: float) ->
     if not cookie or cookie.count("|") != 3:
         return None
     subject, expires, nonce, signature = cookie.split("|")
-    if not _DIGITS.match(expires) or not signed_by_any(
+    if not UNIX_SECONDS.match(expires) or not signed_by_any(
         secret, signature, f"ui-session-{role}", subject, expires, nonce
     ):
         return None
