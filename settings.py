@@ -18,10 +18,11 @@ from renewals.billing import Address, Cap, CodiceFiscale, Iban, PartitaIva, Prov
 from renewals.delivery import SdiPolicy
 from renewals.durations import parse_duration, parse_durations
 from renewals.messages import Policy
-from renewals.payments import BENEFICIARY, IBAN
+from renewals.payments import dev_seller
 from renewals.year import YearPolicy
 
 # The README's local values: anyone may sign with them, so only loopback accepts them.
+_DEV_SELLER = dev_seller()  # the SELLER_* defaults: dev-only placeholders
 DEV_SECRETS = {"PANEL_SECRET": "dev-panel-secret", "PAYMENTS_SECRET": "dev-payments-secret"}
 MIN_SECRET_BYTES = 32
 MIN_DISTINCT_CHARACTERS = 10
@@ -183,16 +184,16 @@ class Settings(BaseSettings):
     )
 
     # The seller on every invoice (P17), checked like the holder's data (check digits, formats).
-    # The defaults are dev-only placeholders (a made-up Partita IVA with a valid check digit).
-    seller_name: Text80 = Field(BENEFICIARY, alias="SELLER_NAME")
-    seller_vat: PartitaIva = Field("12345670017", alias="SELLER_VAT")
-    seller_tax_code: Annotated[CodiceFiscale | None, Unset] = Field(None, alias="SELLER_TAX_CODE")
-    seller_tax_regime: TaxRegime = Field("RF01", alias="SELLER_TAX_REGIME")
-    seller_street: Text60 = Field("Via dei Rinnovi 1", alias="SELLER_STREET")
-    seller_cap: Cap = Field("00184", alias="SELLER_CAP")
-    seller_comune: Text60 = Field("Roma", alias="SELLER_COMUNE")
-    seller_provincia: Provincia = Field("RM", alias="SELLER_PROVINCIA")
-    seller_iban: Iban = Field(IBAN, alias="SELLER_IBAN")
+    # The defaults are the dev-only placeholders of renewals/payments.py `dev_seller`.
+    seller_name: Text80 = Field(_DEV_SELLER.name, alias="SELLER_NAME")
+    seller_vat: PartitaIva = Field(_DEV_SELLER.vat_number, alias="SELLER_VAT")
+    seller_tax_code: Annotated[CodiceFiscale | None, Unset] = Field(_DEV_SELLER.tax_code, alias="SELLER_TAX_CODE")
+    seller_tax_regime: TaxRegime = Field(_DEV_SELLER.tax_regime, alias="SELLER_TAX_REGIME")
+    seller_street: Text60 = Field(_DEV_SELLER.address.street, alias="SELLER_STREET")
+    seller_cap: Cap = Field(_DEV_SELLER.address.cap, alias="SELLER_CAP")
+    seller_comune: Text60 = Field(_DEV_SELLER.address.comune, alias="SELLER_COMUNE")
+    seller_provincia: Provincia = Field(_DEV_SELLER.address.provincia, alias="SELLER_PROVINCIA")
+    seller_iban: Iban = Field(_DEV_SELLER.iban, alias="SELLER_IBAN")
 
     # SdI over SDICoop (P18): the RiceviFile endpoint and the PEM certificate SdI signs its
     # notifications with. Both unset: `make run` and the tests start the local SdI (stack/sdi.py)

@@ -58,7 +58,6 @@ class Store:
         self.services = Services(pool)
         self.ledger = Ledger(pool)
         self.mail_log = MailLog(pool)
-        # P17: the issuer of the invoices activate() issues; SELLER_* by default.
         # P17: the seller on every invoice; the worker passes SELLER_*, tests and tools the dev one.
         self.seller = seller if seller is not None else dev_seller()
 
