@@ -50,7 +50,7 @@ class FloorActivities:
     """No-op bodies: the cost left is the engine's (schedule, poll, complete, record). The
     activation starts a delivery workflow, as the renewal's starts its invoice's (P18)."""
 
-    def __init__(self, client: Client | None) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
 
     @activity.defn(name="floor_load")
@@ -71,15 +71,14 @@ class FloorActivities:
 
     @activity.defn(name="floor_activate")
     async def activate(self, step: Step) -> Step:
-        if self.client is not None:
-            await self.client.start_workflow(
-                FLOOR_DELIVERY_TYPE,
-                step,
-                id=f"floor-invoice-{step.key}",
-                task_queue=FLOOR_TASK_QUEUE,
-                static_summary=f"floor delivery {step.key}",
-                search_attributes=delivery_search_attributes(step.key, step.key, step.key),
-            )
+        await self.client.start_workflow(
+            FLOOR_DELIVERY_TYPE,
+            step,
+            id=f"floor-invoice-{step.key}",
+            task_queue=FLOOR_TASK_QUEUE,
+            static_summary=f"floor delivery {step.key}",
+            search_attributes=delivery_search_attributes(step.key, step.key, step.key),
+        )
         return step
 
     @activity.defn(name="floor_transmit")
@@ -94,7 +93,7 @@ class FloorActivities:
         return step
 
 
-def floor_activities(client: Client | None) -> list[Callable[..., object]]:
+def floor_activities(client: Client) -> list[Callable[..., object]]:
     activities = FloorActivities(client)
     return [
         activities.load,

@@ -24,10 +24,6 @@ from renewals.views import PaymentOutcome
 RECONCILER_UPDATE_TIMEOUT = timedelta(seconds=10)
 
 
-class RenewalClosed(Exception):
-    """The renewal that owns the order has finished: it can take nothing more."""
-
-
 def closed(error: RPCError) -> bool:
     """The workflow is gone or finished: nothing running can take the operation."""
     return error.status == RPCStatusCode.NOT_FOUND or "already completed" in error.message

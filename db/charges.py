@@ -127,10 +127,3 @@ async def settle_outcome(pool: asyncpg.Pool, attempt: str, state: str, note: str
         state,
         note,
     )
-
-
-async def outcomes_of(pool: asyncpg.Pool, order_number: str) -> list[dict[str, object]]:
-    rows = await pool.fetch(
-        "SELECT * FROM charge_outcomes WHERE order_number = $1 ORDER BY received_at, attempt", order_number
-    )
-    return [dict(row) for row in rows]
