@@ -11,6 +11,7 @@ import asyncpg
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.payments import closed
 from client.starts import start_invoice_delivery
 from db import sdi as table
 from renewals import delivery_id
@@ -60,7 +61,7 @@ class Deliveries:
         except WorkflowUpdateFailedError as error:
             raise DeliveryRefused(str(error.cause.message if error.cause else error)) from None  # type: ignore[attr-defined]
         except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND or "already completed" in error.message:
+            if closed(error):
                 raise DeliveryRefused(f"invoice {number} has no delivery in progress") from None
             raise
 

@@ -6,6 +6,7 @@ first, then the renewal that owns its order decides; when none can take it, it s
 ledger as unmatched for ops. Every call to Temporal is bounded (P14).
 """
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +73,17 @@ class RenewalsError(Exception):
         self.kind = kind
         self.status, self.code = errors.http_of(kind)
         self.message = message
+
+
+async def _delivered(delivery: Awaitable[PaymentOutcome]) -> PaymentOutcome:
+    """A payment's delivery, its refusals as the ingress says them: a reused transaction id is
+    `not_allowed`, a refused update what the renewal said."""
+    try:
+        return await delivery
+    except TransactionConflict as conflict:
+        raise RenewalsError(errors.NOT_ALLOWED, str(conflict)) from None
+    except WorkflowUpdateFailedError as error:
+        raise _from_update_failure(error) from None
 
 
 def _from_update_failure(error: WorkflowUpdateFailedError) -> RenewalsError:
@@ -203,12 +215,7 @@ class Renewals:
     async def payment(self, event: PaymentRegistered, *, by_hand: bool = False) -> PaymentOutcome:
         """Ledger first, then the renewal of the order decides (P5, P10–P12); never lost, never
         applied twice."""
-        try:
-            return await self.desk.deliver(event.entry(by_hand=by_hand))
-        except TransactionConflict as conflict:
-            raise RenewalsError(errors.NOT_ALLOWED, str(conflict)) from None
-        except WorkflowUpdateFailedError as error:
-            raise _from_update_failure(error) from None
+        return await _delivered(self.desk.deliver(event.entry(by_hand=by_hand)))
 
     async def payment_event(self, event: PaymentEvent) -> PaymentOutcome | ChargeOutcomeView:
         """`POST /payments/events`: a payment (registered, or a charge that succeeded), or a
@@ -216,12 +223,7 @@ class Renewals:
         if isinstance(event, ChargeFailed):
             return await self.charges.failed(event)
         if isinstance(event, ChargeSucceeded):
-            try:
-                return await self.charges.succeeded(event)
-            except TransactionConflict as conflict:
-                raise RenewalsError(errors.NOT_ALLOWED, str(conflict)) from None
-            except WorkflowUpdateFailedError as error:
-                raise _from_update_failure(error) from None
+            return await _delivered(self.charges.succeeded(event))
         return await self.payment(event)
 
     async def pay_by_transfer(self, username: str, order_number: str) -> OrderView:
