@@ -233,7 +233,7 @@ def _section(pdf: FPDF, title: str) -> None:
 def _paragraph(pdf: FPDF, text: str, height: float) -> None:
     """`text` wrapped to the page's width, a line per row (a new page when one is full)."""
     for line in _lines(pdf, text, pdf.epw - 2 * pdf.c_margin):
-        if pdf.get_y() + height > pdf.page_break_trigger:
+        if pdf.will_page_break(height):
             pdf.add_page()
         _write(pdf, pdf.l_margin, pdf.get_y(), pdf.epw, height, line)
         pdf.set_xy(pdf.l_margin, pdf.get_y() + height)
@@ -304,16 +304,18 @@ def _table(pdf: FPDF, rows: list[list[str]], *, widths: tuple[int, ...], align: 
         inner = 2 * (TABLE_PADDING + pdf.c_margin)  # the cell's padding, and fpdf2's margin inside a cell
         return [_lines(pdf, value, width - inner) for value, width in zip(row, widths, strict=True)]
 
+    def height(cells: list[list[str]]) -> float:
+        return max(len(lines) for lines in cells) * TABLE_LINE + 2 * TABLE_PADDING
+
     def draw(cells: list[list[str]], *, heading: bool) -> None:
-        height = max(len(lines) for lines in cells) * TABLE_LINE + 2 * TABLE_PADDING
         x, y = pdf.l_margin, pdf.get_y()
         for lines, width, side in zip(cells, widths, aligns, strict=True):
-            pdf.rect(x, y, width, height, style="DF" if heading else "D")
+            pdf.rect(x, y, width, height(cells), style="DF" if heading else "D")
             for i, line in enumerate(lines):
                 top = y + TABLE_PADDING + i * TABLE_LINE
                 _write(pdf, x + TABLE_PADDING, top, width - 2 * TABLE_PADDING, TABLE_LINE, line, right=side == "RIGHT")
             x += width
-        pdf.set_xy(pdf.l_margin, y + height)
+        pdf.set_xy(pdf.l_margin, y + height(cells))
 
     pdf.set_fill_color(HEADING_FILL)
     pdf.set_font(style="B")
@@ -322,7 +324,7 @@ def _table(pdf: FPDF, rows: list[list[str]], *, widths: tuple[int, ...], align: 
     pdf.set_font(style="")
     for row in rows[1:]:
         cells = wrapped(row)
-        if pdf.get_y() + max(len(lines) for lines in cells) * TABLE_LINE + 2 * TABLE_PADDING > pdf.page_break_trigger:
+        if pdf.will_page_break(height(cells)):
             pdf.add_page()
             pdf.set_font(style="B")
             draw(headings, heading=True)
